@@ -1,0 +1,181 @@
+"""Load-time reconstructors: the stable interface of the payload format.
+
+Every function here is named inside payloads, so none may ever be renamed,
+moved or have its signature changed incompatibly. Add new ones instead.
+Whatever a payload can rebuild with standard-library callables
+(``types.FunctionType``, ``types.CellType``, ``setattr``...) does not come here.
+
+These functions must use nothing from marinade but this module: standalone
+payloads ship them by value, so they rely only on the standard library and on
+names they import inside their own bodies.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+
+def _version_error(tag):
+    import pickle
+
+    return pickle.UnpicklingError(
+        f"this payload holds code compiled by CPython {tag // 256}.{tag % 256} and cannot "
+        f"run on CPython {sys.version_info[0]}.{sys.version_info[1]}: bytecode differs between "
+        "versions. Load it with the same Python version, or create it with "
+        "marinade.dumps(..., portable=True)."
+    )
+
+
+_HERE = sys.version_info[0] * 256 + sys.version_info[1]
+_code_cache = None
+
+
+def load_code(data, tag):
+    """Rebuild a code object from canonical marshal bytes made by CPython ``tag``.
+
+    Loads of the same bytes share one code object (a payload with thousands
+    of closures of one function, or the same payload loaded again).
+    """
+    if tag != _HERE:
+        raise _version_error(tag)
+    global _code_cache
+    if _code_cache is None:
+        import weakref
+
+        _code_cache = weakref.WeakValueDictionary()
+    code = _code_cache.get(data)
+    if code is None:
+        import marshal
+
+        code = marshal.loads(data)
+        if type(code) is not types.CodeType:
+            import pickle
+
+            raise pickle.UnpicklingError(f"expected marshalled code, got {type(code).__name__}")
+        _code_cache[data] = code
+    return code
+
+
+def function(data, tag, globals, closure=None):
+    """``types.FunctionType`` on code from ``load_code(data, tag)``.
+
+    ``globals`` is the (shared, later filled) globals dict, or for a function
+    that uses no globals just its module name.
+    """
+    if type(globals) is str:
+        globals = {"__name__": globals}
+    return types.FunctionType(load_code(data, tag), globals, None, None, closure)
+
+
+def cell(*contents):
+    """``types.CellType``: an empty cell, or one holding ``contents[0]``."""
+    return types.CellType(*contents)
+
+
+def _registry():
+    mod = sys.modules.get("marinade._registry")
+    if mod is None:
+        # Standalone payload in a process without marinade: keep a registry
+        # module under the same name, so later loads share class identity.
+        import threading
+        import types
+        import weakref
+
+        mod = types.ModuleType("marinade._registry")
+        mod.classes = weakref.WeakValueDictionary()
+        mod.by_value = weakref.WeakSet()
+        mod.fresh = weakref.WeakSet()
+        mod.lock = threading.RLock()
+        mod = sys.modules.setdefault("marinade._registry", mod)
+    return mod
+
+
+def _init_subclass_owner(bases):
+    """The class whose ``__init_subclass__`` a new class with ``bases`` would call."""
+    for base in bases:
+        for klass in base.__mro__:
+            if "__init_subclass__" in klass.__dict__:
+                return None if klass is object else klass
+    return None
+
+
+def _quiet_init_subclass(cls, **kwargs):
+    pass
+
+
+def _constructing_metaclass(metaclass, by_value):
+    """The first metaclass in the MRO that is imported by reference.
+
+    Metaclass code that itself travels by value is not run again (its effects
+    on the class are in the state); the framework metaclass under it is.
+    """
+    for klass in metaclass.__mro__:
+        if klass not in by_value:
+            return klass
+    return type
+
+
+def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
+    """Create a class sent by value, or return the one already loaded with ``key``.
+
+    ``key`` is a digest of the class definition: the same class loaded from
+    several payloads comes back as one object, and a live class is never reset.
+    Code that travels by value (the ``__init_subclass__`` of a by-value base, a
+    by-value metaclass) is not run again when the class is created: its effects
+    on the class are part of the state the payload carries, and it may need
+    class keyword arguments that a class object does not remember. Framework
+    code imported by reference (ABCMeta, EnumType, a base that registers its
+    subclasses) runs as it did for the original class statement.
+    """
+    reg = _registry()
+    with reg.lock:
+        cls = reg.classes.get(key)
+        if cls is not None:
+            return cls
+        kwds = kwds or {}
+        maker = _constructing_metaclass(metaclass, reg.by_value)
+        ns = maker.__prepare__(name, bases, **kwds)
+        for attr, value in namespace.items():
+            ns[attr] = value
+        owner = _init_subclass_owner(bases)
+        quiet = owner is not None and owner in reg.by_value
+        if quiet:
+            saved = owner.__dict__["__init_subclass__"]
+            type.__setattr__(owner, "__init_subclass__", classmethod(_quiet_init_subclass))
+        try:
+            if maker is metaclass:
+                cls = metaclass(name, bases, ns, **kwds)
+            else:
+                cls = maker.__new__(metaclass, name, bases, ns, **kwds)
+        finally:
+            if quiet:
+                type.__setattr__(owner, "__init_subclass__", saved)
+        reg.classes[key] = cls
+        reg.by_value.add(cls)
+        reg.fresh.add(cls)
+        return cls
+
+
+def set_class_state(cls, state):
+    """Set what could not be part of the class statement: methods, attributes...
+
+    Only for a class this load created: a class that was already alive keeps
+    its current state (class attributes changed since are not reset).
+    ``state`` is ``(attributes, extras)``; ``extras`` is None or a dict with
+    optional keys ``member_dicts`` (Enum member attributes) and
+    ``abc_register`` (virtual subclasses to register with an ABC).
+    """
+    reg = _registry()
+    with reg.lock:
+        if cls not in reg.fresh:
+            return
+        reg.fresh.discard(cls)
+    attrs, extras = state
+    for attr, value in attrs.items():
+        setattr(cls, attr, value)
+    if extras:
+        for member_name, member_attrs in extras.get("member_dicts", {}).items():
+            vars(cls[member_name]).update(member_attrs)
+        for subclass in extras.get("abc_register", ()):
+            cls.register(subclass)

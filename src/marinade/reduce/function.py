@@ -1,0 +1,135 @@
+"""Functions by value.
+
+A function travels as ``types.FunctionType(code, globals, None, None, closure)``
+followed by a BUILD step that fills in what may refer back to the function
+itself (or to anything still being built): the globals its code uses, closure
+cells holding non-trivial values, defaults and other attributes. Only the
+standard library is named, so the payload loads with plain ``pickle``.
+
+Functions from one module pickled in one ``dumps`` call share one globals dict
+after load, as they did before: a ``global`` write in one is seen by the others.
+"""
+
+from __future__ import annotations
+
+import types
+
+from .. import _compat
+from ._expr import Call, sequence
+from .._rebuild import cell, function
+from .code import code_bytes, global_names
+
+_dict_update = dict.update
+# Values that cannot refer to anything, so they can go straight into a cell
+# at creation time instead of being filled in afterwards.
+ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
+
+class _Globals:
+    """The rebuilt globals dict of one module, shared by all its functions in a payload."""
+
+    __slots__ = ("source", "target", "planned")
+
+    def __init__(self, source: dict):
+        self.source = source  # kept alive so its id stays unique during the dump
+        name = source.get("__name__")
+        # __name__ lets the rebuilt function (and classes it creates) report
+        # the right __module__.
+        self.target: dict = {} if name is None else {"__name__": name}
+        self.planned: set[str] = set(self.target)
+
+
+def _annotation_names(annotations: dict) -> set[str]:
+    """Globals that string annotations (PEP 563) mention, for get_type_hints."""
+    names: set[str] = set()
+    for value in annotations.values():
+        if type(value) is str:
+            try:
+                code = compile(value, "<annotation>", "eval")
+            except SyntaxError:
+                continue
+            names.update(code.co_names)
+    return names
+
+
+def reduce_function(pickler, func: types.FunctionType):
+    code = func.__code__
+    fglobals = func.__globals__
+    shared = pickler._globals_by_id.get(id(fglobals))
+    if shared is None:
+        shared = pickler._globals_by_id[id(fglobals)] = _Globals(fglobals)
+
+    effects = []
+    names = global_names(code)
+    annotations = func.__annotations__
+    if annotations:
+        names = names | _annotation_names(annotations)
+    planned = shared.planned
+    missing = [n for n in names if n not in planned and n in fglobals]
+    if missing:
+        missing.sort()  # deterministic payload bytes whatever the hash seed
+        planned.update(missing)
+        effects.append(Call(_dict_update, (shared.target, {n: fglobals[n] for n in missing})))
+
+    closure = func.__closure__
+    if closure is not None:
+        cells_seen = pickler._cells_seen
+        for cell in closure:
+            if id(cell) in cells_seen:
+                continue
+            cells_seen[id(cell)] = cell
+            try:
+                value = cell.cell_contents
+            except ValueError:  # empty cell stays empty
+                continue
+            if type(value) not in ATOMS:
+                pickler._deferred_cells.add(id(cell))
+                effects.append(Call(setattr, (cell, "cell_contents", value)))
+
+    attrs = {}
+    if func.__defaults__ is not None:
+        attrs["__defaults__"] = func.__defaults__
+    if func.__kwdefaults__ is not None:
+        attrs["__kwdefaults__"] = func.__kwdefaults__
+    if annotations:
+        attrs["__annotations__"] = annotations
+    if func.__name__ != code.co_name:
+        attrs["__name__"] = func.__name__
+    if func.__qualname__ != code.co_qualname:
+        attrs["__qualname__"] = func.__qualname__
+    if func.__module__ != shared.target.get("__name__"):
+        attrs["__module__"] = func.__module__
+    if func.__doc__ != _compat.doc_from_code(code):
+        attrs["__doc__"] = func.__doc__
+    if _compat.PY_3_12_PLUS and func.__type_params__:
+        attrs["__type_params__"] = func.__type_params__
+    fdict = func.__dict__
+    if fdict:
+        attrs.update(fdict)  # __wrapped__, user attributes, ...
+
+    if closure is None and not names and shared.target.get("__name__") == func.__module__:
+        # No globals to share or fill: the module name stands in for the dict.
+        fn_globals = func.__module__
+    else:
+        fn_globals = shared.target
+    args = (code_bytes(code), _compat.CODE_TAG, fn_globals)
+    if closure is not None:
+        args += (closure,)
+    if not effects and not attrs:
+        return function, args
+    effect = sequence(effects) if effects else None
+    # BUILD: a lone None-valued effect is a valid (empty) state; attributes go
+    # through the slot-state dict, which BUILD applies with setattr.
+    return function, args, (effect, attrs) if attrs else effect
+
+
+def reduce_cell(pickler, obj: types.CellType):
+    try:
+        value = obj.cell_contents
+    except ValueError:
+        return cell, ()
+    if type(value) in ATOMS:
+        return cell, (value,)
+    if id(obj) in pickler._deferred_cells:
+        return cell, ()  # the owning function's state fills it
+    # A cell pickled on its own: fill it right after it is memoized.
+    return cell, (), (None, {"cell_contents": value})

@@ -17,6 +17,7 @@ from . import _diagnose
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
 from .reduce import stdlib
+from .reduce import typing as typing_reducers
 from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import reduce_code
@@ -55,6 +56,7 @@ _BASE_REDUCERS = {
     types.CellType: reduce_cell,
     Call: _reduce_call,
     **stdlib.reducers(),
+    **typing_reducers.reducers(),
 }
 _late_cache: dict[frozenset, dict] = {}
 

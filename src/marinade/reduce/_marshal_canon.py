@@ -4,24 +4,35 @@
 reference count of each object, and writes frozenset constants in hash order.
 Both differ from process to process, so the same function could give different
 payload bytes in two runs. Caching systems hash payloads, so we rewrite the
-stream into a canonical form: equal atoms are shared by value (first occurrence
-flagged, later ones referenced), containers are flagged only when referenced,
-and set elements are sorted. The result is still plain marshal data that
+stream into a canonical form: a value that occurs more than once is written
+once, flagged, and referenced afterwards; nothing else is flagged; set
+elements are sorted. The result is still plain marshal data that
 ``marshal.loads`` reads on the same Python version.
+
+This runs once for every code object a process pickles, so it is built for
+speed. One parse of the raw stream builds a DAG in which equal values are one
+node: an atom is a tuple (type byte without the flag, payload bytes),
+a container is a list keyed by its kind and children, and code objects are
+never merged. The parse also counts, for every node, the slots of distinct
+parents that point at it; a value is shared exactly when that count is two or
+more. One pre-order walk of the DAG then writes the canonical stream.
 """
 
 from __future__ import annotations
 
 import struct
 
+try:  # the C loop behind collections.Counter, without Counter's own overhead
+    from _collections import _count_elements
+except ImportError:  # pragma: no cover - other implementations
+    from collections import _count_elements
+
 _FLAG_REF = 0x80
 _UNPACK_I = struct.Struct("<i").unpack_from
-_UNPACK_L = struct.Struct("<l").unpack_from
 _PACK_I = struct.Struct("<i").pack
 
-# Atoms: type byte -> how their payload is sized.
-_FIXED = {ord(c): n for c, n in (("N", 0), ("F", 0), ("T", 0), ("S", 0), (".", 0), ("0", 0),
-                                  ("i", 4), ("g", 8), ("y", 16))}
+# Atoms: type byte -> size of their payload after the type byte.
+_FIXED = {ord(c): n for c, n in (("i", 4), ("g", 8), ("y", 16))}
 _LEN4 = frozenset(map(ord, "stuaA"))  # 4-byte length, then bytes
 _LEN1 = frozenset(map(ord, "zZ"))  # 1-byte length, then bytes
 _SEQ4 = frozenset(map(ord, "([<>"))  # 4-byte count, then items
@@ -32,189 +43,193 @@ _CODE = ord("c")
 _REF = ord("r")
 _NULL = ord("0")
 _SETS = frozenset(map(ord, "<>"))
+# Singletons: marshal.loads ignores the ref flag on them and reserves no ref
+# slot, so flagging one would shift every later back-reference. They are
+# written as their bare type byte, never counted.
+_SINGLETONS = {k: (k, b"") for k in map(ord, "NFTS.0")}
+_SINGLETON_IDS = frozenset(map(id, _SINGLETONS.values()))
+
+# A container node is a list [kind, children, head]; ``head`` is the bytes
+# between the type byte and the children (code objects: (5 ints, firstlineno)).
+_KIND, _CHILDREN, _HEAD = range(3)
 
 
-class _Node:
-    __slots__ = ("kind", "head", "children", "key", "target")
+def _parse(data: bytes):
+    """Parse marshal ``data``: (root node, ids of the nodes to share)."""
+    pos = 0
+    refs: list = []  # raw back-reference slots, in marshal.loads order
+    atoms: dict[tuple, tuple] = {}  # (kind, payload) -> the one tuple used as its node
+    containers: dict[tuple, list] = {}
+    parent_ids: list[int] = []  # id(child) for every child slot of every distinct container
+    singletons, fixed, len4, len1 = _SINGLETONS, _FIXED, _LEN4, _LEN1
+    unpack = _UNPACK_I
 
-    def __init__(self, kind, head, children=None):
-        self.kind = kind  # type byte without the ref flag
-        self.head = head  # raw bytes after the type byte (atoms, counts, code ints)
-        self.children = children  # list of _Node, or None for atoms
-        self.key = None
-        self.target = None  # for refs: the node referred to
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data = data
-        self.pos = 0
-        self.refs: list[_Node] = []
-
-    def node(self) -> _Node:
-        data = self.data
-        code = data[self.pos]
-        self.pos += 1
-        flag = code & _FLAG_REF
-        kind = code & ~_FLAG_REF
-        slot = None
-        if flag:
-            slot = len(self.refs)
-            self.refs.append(None)  # reserved in pre-order, like marshal.c
-        start = self.pos
-        if kind in _FIXED:
-            self.pos += _FIXED[kind]
-            n = _Node(kind, data[start:self.pos])
-        elif kind in _LEN4:
-            size = _UNPACK_I(data, start)[0]
-            self.pos += 4 + size
-            n = _Node(kind, data[start:self.pos])
-        elif kind in _LEN1:
-            self.pos += 1 + data[start]
-            n = _Node(kind, data[start:self.pos])
-        elif kind == _LONG:
-            digits = abs(_UNPACK_I(data, start)[0])
-            self.pos += 4 + 2 * digits
-            n = _Node(kind, data[start:self.pos])
-        elif kind in _SEQ4 or kind == _SMALL_TUPLE:
-            if kind == _SMALL_TUPLE:
-                count = data[start]
-                self.pos += 1
+    # Atoms are most of a code object: they are parsed inline in this loop,
+    # and only containers recurse.
+    def values(count: int) -> list:
+        nonlocal pos
+        found = []
+        for _ in range(count):
+            code = data[pos]
+            start = pos = pos + 1
+            kind = code & 0x7F
+            if kind in singletons:
+                found.append(singletons[kind])
+                continue
+            if kind in len1:
+                pos = start + 1 + data[start]
+            elif kind in len4:
+                pos = start + 4 + unpack(data, start)[0]
+            elif kind in fixed:
+                pos = start + fixed[kind]
+            elif kind == _LONG:
+                pos = start + 4 + 2 * abs(unpack(data, start)[0])
+            elif kind == _REF:
+                pos = start + 4
+                n = refs[unpack(data, start)[0]]
+                if n is None:
+                    raise ValueError("marshal reference to an unfinished object")
+                found.append(n)
+                continue
             else:
-                count = _UNPACK_I(data, start)[0]
-                self.pos += 4
-            n = _Node(kind, b"", [])
-            if slot is not None:
-                self.refs[slot] = n
-            n.children = [self.node() for _ in range(count)]
-            return n
-        elif kind == _DICT:
-            n = _Node(kind, b"", [])
-            if slot is not None:
-                self.refs[slot] = n
-            while self.data[self.pos] != _NULL:
-                n.children.append(self.node())
-                n.children.append(self.node())
-            self.pos += 1
-            return n
-        elif kind == _CODE:
-            n = _Node(kind, b"", [])
-            if slot is not None:
-                self.refs[slot] = n
-            ints = data[start:start + 20]
-            self.pos += 20
-            objs = [self.node() for _ in range(8)]
-            lineno = data[self.pos:self.pos + 4]
-            self.pos += 4
-            objs.append(self.node())
-            objs.append(self.node())
-            n.head = (ints, lineno)
-            n.children = objs
-            return n
-        elif kind == _REF:
-            index = _UNPACK_I(data, start)[0]
-            self.pos += 4
-            n = _Node(_REF, b"")
-            n.target = self.refs[index]
-            if n.target is None:
-                raise ValueError("marshal reference to an unfinished object")
-            return n
+                found.append(container(kind, start, code != kind))
+                continue
+            key = (kind, data[start:pos])
+            n = atoms.setdefault(key, key)
+            if code != kind:
+                refs.append(n)  # a flagged atom's slot: no children, so pre-order holds
+            found.append(n)
+        return found
+
+    def container(kind: int, start: int, flagged: bool) -> list:
+        nonlocal pos
+        slot = -1
+        if flagged:
+            slot = len(refs)
+            refs.append(None)  # reserved before the children, like marshal.c
+        if kind == _CODE:
+            n = [kind, None, None]
+            if flagged:
+                refs[slot] = n
+            pos = start + 20
+            children = values(8)
+            lineno = data[pos:pos + 4]
+            pos += 4
+            children += values(2)
+            n[_HEAD] = (data[start:start + 20], lineno)
+            n[_CHILDREN] = children
         else:
-            raise ValueError(f"unexpected marshal type {chr(kind)!r}")
-        if slot is not None:
-            self.refs[slot] = n
+            if kind == _SMALL_TUPLE:
+                pos = start + 1
+                count = data[start]
+                children = values(count) if count else []
+            elif kind in _SEQ4:
+                pos = start + 4
+                children = values(unpack(data, start)[0])
+            elif kind == _DICT:
+                children = []
+                while data[pos] != _NULL:
+                    children += values(2)
+                pos += 1
+            else:
+                raise ValueError(f"unexpected marshal type {chr(kind)!r}")
+            if kind in _SETS:
+                key = (kind, *sorted(map(id, children)))  # equal sets in any order
+            else:
+                key = (kind, *map(id, children))
+            n = containers.get(key)
+            if n is not None:  # an equal value seen before: its children are counted
+                if flagged:
+                    refs[slot] = n
+                return n
+            n = containers[key] = [kind, children, None]
+            if flagged:
+                refs[slot] = n
+            # (the kind, a small int, is never the id of a node: harmless to count)
+            parent_ids.extend(key)
+            return n
+        parent_ids.extend(map(id, children))
         return n
 
+    (root,) = values(1)
+    if pos != len(data):
+        raise ValueError("trailing bytes after marshal data")
+    parents: dict[int, int] = {}  # id(node) -> parent slots pointing at it
+    _count_elements(parents, parent_ids)
+    shared = {i for i, count in parents.items() if count >= 2}
+    shared -= _SINGLETON_IDS
+    shared.discard(id(root))  # written once, whatever else points at it
+    return root, shared
 
-def _key(node: _Node) -> bytes:
-    """Content of a node with references expanded: equal keys, equal objects."""
-    if node.kind == _REF:
-        return _key(node.target)
-    if node.key is None:
-        if node.children is None:
-            node.key = bytes((node.kind,)) + node.head
-        elif node.kind == _CODE:
-            # Code objects are never shared by value: identity is cheap to keep.
-            node.key = b"c%d" % id(node)
+
+def _sort_key(n, cache: dict) -> bytes:
+    """A total order on values (for set elements): content with lengths spelled out."""
+    if type(n) is tuple:
+        return bytes((n[0],)) + n[1]
+    key = cache.get(id(n))
+    if key is None:
+        kind, children = n[_KIND], n[_CHILDREN]
+        if kind == _CODE:
+            key = b"c%d" % id(n)
         else:
-            parts = [_key(c) for c in node.children]
-            if node.kind in _SETS:
+            parts = [_sort_key(c, cache) for c in children]
+            if kind in _SETS:
                 parts.sort()
-            node.key = bytes((node.kind,)) + b"%d:" % len(parts) + b"|".join(
+            key = bytes((kind,)) + b"%d:" % len(parts) + b"|".join(
                 b"%d:%s" % (len(p), p) for p in parts)
-    return node.key
+        cache[id(n)] = key
+    return key
 
 
-class _Writer:
-    def __init__(self):
-        self.out = bytearray()
-        self.index: dict[bytes, int] = {}
-        self.shared: set[bytes] = set()
+def _write(root, shared: set[int]) -> bytes:
+    out = bytearray()
+    append = out.append
+    extend = out.extend
+    pack = _PACK_I
+    slots: dict[int, int] = {}  # id(node) -> back-reference index, once written
+    sort_cache: dict = {}
 
-    def count(self, node: _Node) -> None:
-        """First pass: find which values occur more than once."""
-        key = _key(node)
-        if key in self.index:
-            self.shared.add(key)
-            return
-        self.index[key] = -1
-        if node.kind == _REF:
-            return
-        for child in node.children or ():
-            self.count(child)
+    def write_all(nodes) -> None:
+        # Atoms are written inline; containers recurse.
+        for n in nodes:
+            flag = 0
+            if id(n) in shared:
+                slot = slots.get(id(n))
+                if slot is not None:
+                    append(_REF)
+                    extend(pack(slot))
+                    continue
+                slots[id(n)] = len(slots)
+                flag = _FLAG_REF
+            if type(n) is tuple:  # an atom or singleton: (kind, payload)
+                append(n[0] | flag)
+                extend(n[1])
+                continue
+            kind = n[_KIND]
+            children = n[_CHILDREN]
+            append(kind | flag)
+            if kind == _CODE:
+                ints, lineno = n[_HEAD]
+                extend(ints)
+                write_all(children[:8])
+                extend(lineno)
+                write_all(children[8:])
+                continue
+            if kind in _SETS:
+                children = sorted(children, key=lambda c: _sort_key(c, sort_cache))
+            if kind == _SMALL_TUPLE:
+                append(len(children))
+            elif kind != _DICT:
+                extend(pack(len(children)))
+            write_all(children)
+            if kind == _DICT:
+                append(_NULL)
 
-    def write(self, node: _Node) -> None:
-        if node.kind == _REF:
-            node = node.target
-        key = _key(node)
-        out = self.out
-        slot = self.index.get(key, -1)
-        if slot >= 0:
-            out.append(_REF)
-            out += _PACK_I(slot)
-            return
-        if key in self.shared:
-            self.index[key] = self._next
-            self._next += 1
-            out.append(node.kind | _FLAG_REF)
-        else:
-            out.append(node.kind)
-        if node.children is None:
-            out += node.head
-            return
-        if node.kind == _CODE:
-            ints, lineno = node.head
-            out += ints
-            for child in node.children[:8]:
-                self.write(child)
-            out += lineno
-            for child in node.children[8:]:
-                self.write(child)
-            return
-        children = node.children
-        if node.kind in _SETS:
-            children = sorted(children, key=_key)
-        if node.kind == _SMALL_TUPLE:
-            out.append(len(children))
-        elif node.kind != _DICT:
-            out += _PACK_I(len(children))
-        for child in children:
-            self.write(child)
-        if node.kind == _DICT:
-            out.append(_NULL)
-
-    def run(self, root: _Node) -> bytes:
-        self.count(root)
-        self.index = {}
-        self._next = 0
-        self.write(root)
-        return bytes(self.out)
+    write_all((root,))
+    return bytes(out)
 
 
 def canonical_marshal(data: bytes) -> bytes:
     """Rewrite marshal bytes into the canonical form described above."""
-    reader = _Reader(data)
-    root = reader.node()
-    if reader.pos != len(data):
-        raise ValueError("trailing bytes after marshal data")
-    return _Writer().run(root)
+    root, shared = _parse(data)
+    return _write(root, shared)

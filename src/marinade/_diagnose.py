@@ -1,21 +1,38 @@
 """Find where in an object graph pickling failed, for the error message.
 
 Runs only after a dump has failed: it walks the graph the way the pickler
-does (function globals and closure cells, instance state, container items)
-and pickles each candidate alone, descending into the first one that fails,
-until it reaches an object whose parts all pickle. That object and the path
-to it make the message: ``obj.handler.__closure__[0].cell_contents -> _thread.lock``.
+does (function globals and closure cells, class attributes, the reduce tuple
+of everything else) and pickles each candidate alone, descending into the
+first one that fails, until it reaches an object whose parts all pickle. That
+object and the path to it make the message:
+``obj.handler.__closure__[0].cell_contents -> _thread.lock``.
 """
 
 from __future__ import annotations
 
+import copyreg
+import functools
 import io
 import pickle
+import sys
 import types
 
 PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, ValueError,
                      NotImplementedError)
 _MAX_DEPTH = 60
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement
+_MISSING = object()
+# Attributes under which builtin wrappers (methods, staticmethod, property,
+# functools.partial...) keep what their reduce tuple carries, so that the path
+# reads ``obj.method.__func__`` rather than ``obj.method.__reduce__()[1][0]``.
+_PART_NAMES = ("__func__", "__self__", "fget", "fset", "fdel", "func", "args", "keywords",
+               "__wrapped__", "default_factory")
+
+
+def _key(key) -> str:
+    """repr of a dict key or set item for a path, cut short if long."""
+    text = repr(key)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _type_name(obj) -> str:
@@ -24,76 +41,22 @@ def _type_name(obj) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def _children(obj, protocol):
-    """(path suffix, child) pairs, in the order the pickler visits them."""
-    if isinstance(obj, (list, tuple)):
-        return [(f"[{i}]", item) for i, item in enumerate(obj)]
-    if isinstance(obj, dict):
-        return [(f"[{key!r}]", value) for key, value in obj.items()]
-    if isinstance(obj, (set, frozenset)):
-        return [(f"{{{item!r}}}", item) for item in obj]
-    if isinstance(obj, types.FunctionType):
-        from .reduce.code import global_names
-
-        found = []
-        fglobals = obj.__globals__
-        for name in sorted(global_names(obj.__code__)):
-            if name in fglobals:
-                found.append((f".__globals__[{name!r}]", fglobals[name]))
-        for i, cell in enumerate(obj.__closure__ or ()):
-            try:
-                found.append((f".__closure__[{i}].cell_contents", cell.cell_contents))
-            except ValueError:
-                pass
-        for i, value in enumerate(obj.__defaults__ or ()):
-            found.append((f".__defaults__[{i}]", value))
-        for key, value in (obj.__kwdefaults__ or {}).items():
-            found.append((f".__kwdefaults__[{key!r}]", value))
-        for key, value in obj.__dict__.items():
-            found.append((f".{key}", value))
-        return found
-    if isinstance(obj, type):
-        return [(f".{key}", value) for key, value in obj.__dict__.items()
-                if key not in ("__dict__", "__weakref__")]
+def _new_pickler(pickler_cls, protocol):
+    """A pickler of the user's class writing to memory, or marinade's own if
+    that class cannot be built with the standard arguments."""
     try:
-        reduced = obj.__reduce_ex__(protocol)
-    except Exception:
-        return []
-    if not isinstance(reduced, tuple):
-        return []
-    found = []
-    if len(reduced) > 1 and isinstance(reduced[1], tuple):
-        args = reduced[1]
-        # copyreg.__newobj__(cls, *args): the class is args[0]
-        found.extend((f".__reduce__()[1][{i}]", a) for i, a in enumerate(args) if a is not obj)
-    state = reduced[2] if len(reduced) > 2 else None
-    if isinstance(state, tuple) and len(state) == 2:
-        dict_state, slot_state = state
-        for part in (dict_state, slot_state):
-            if isinstance(part, dict):
-                found.extend((f".{k}", v) for k, v in part.items())
-    elif isinstance(state, dict):
-        found.extend((f".{k}", v) for k, v in state.items())
-    elif state is not None:
-        found.append((".__getstate__()", state))
-    if len(reduced) > 3 and reduced[3] is not None:
-        try:
-            found.extend((f"[{i}]", item) for i, item in enumerate(list(reduced[3])))
-        except Exception:
-            pass
-    if len(reduced) > 4 and reduced[4] is not None:
-        try:
-            found.extend((f"[{k!r}]", v) for k, v in list(reduced[4]))
-        except Exception:
-            pass
-    return found
+        return pickler_cls(io.BytesIO(), protocol)
+    except Exception:  # noqa: BLE001 - a subclass with its own __init__ signature
+        from ._pickler import Pickler
+
+        return Pickler(io.BytesIO(), protocol)
 
 
 def _fails(obj, pickler_cls, protocol):
+    """The exception pickling ``obj`` alone raises, or None."""
+    pickler = _new_pickler(pickler_cls, protocol)
     try:
-        pickler = pickle.Pickler.__new__(pickler_cls)
-        pickler_cls.__init__(pickler, io.BytesIO(), protocol)
-        # Bypass our own dump() so the check does not recurse into diagnosis.
+        # pickle.Pickler.dump, not ours: the check must not diagnose recursively.
         pickle.Pickler.dump(pickler, obj)
     except RecursionError:
         return None
@@ -102,15 +65,163 @@ def _fails(obj, pickler_cls, protocol):
     return None
 
 
+def _function_children(func: types.FunctionType) -> list:
+    from .reduce.code import global_names
+
+    found = []
+    fglobals = func.__globals__
+    names = set(global_names(func.__code__))
+    annotations = func.__annotations__
+    for value in annotations.values():
+        if type(value) is str:  # PEP 563 annotations: the names they mention travel too
+            try:
+                names.update(compile(value, "<annotation>", "eval").co_names)
+            except SyntaxError:
+                pass
+    for name in sorted(names):
+        if name in fglobals:
+            found.append((f".__globals__[{name!r}]", fglobals[name]))
+    for i, cell in enumerate(func.__closure__ or ()):
+        try:
+            found.append((f".__closure__[{i}].cell_contents", cell.cell_contents))
+        except ValueError:  # empty cell
+            pass
+    for i, value in enumerate(func.__defaults__ or ()):
+        found.append((f".__defaults__[{i}]", value))
+    for key, value in (func.__kwdefaults__ or {}).items():
+        found.append((f".__kwdefaults__[{key!r}]", value))
+    for key, value in annotations.items():
+        found.append((f".__annotations__[{key!r}]", value))
+    for i, value in enumerate(getattr(func, "__type_params__", ())):
+        found.append((f".__type_params__[{i}]", value))
+    for key, value in func.__dict__.items():
+        found.append((f".{key}", value))
+    return found
+
+
+def _class_children(cls: type) -> list:
+    found = [(f".{key}", value) for key, value in cls.__dict__.items()
+             if key not in ("__dict__", "__weakref__")]
+    found.extend((f".__bases__[{i}]", base) for i, base in enumerate(cls.__bases__))
+    if type(cls) is not type:
+        found.append((".__class__", type(cls)))
+    return found
+
+
+def _reduce(obj, pickler, protocol):
+    """The reduce tuple the pickler would use for ``obj``, or None."""
+    try:
+        reduced = pickler.reducer_override(obj)
+        if reduced is NotImplemented:
+            table = getattr(pickler, "dispatch_table", copyreg.dispatch_table)
+            reducer = table.get(type(obj))
+            reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(protocol)
+    except Exception:  # noqa: BLE001 - no reduce tuple: no parts to descend into
+        return None
+    return reduced if isinstance(reduced, tuple) else None
+
+
+def _part_name(obj, part, index: int) -> str:
+    if part is type(obj):
+        return ".__class__"
+    kind = type(obj)
+    module = kind.__module__
+    if not kind.__flags__ & _HEAPTYPE or (
+            type(module) is str and module.partition(".")[0] in sys.stdlib_module_names):
+        # Builtin or stdlib wrapper: name the attribute holding this part.
+        # (User classes are skipped: their attributes may run arbitrary code.)
+        for attr in _PART_NAMES:
+            try:
+                if getattr(obj, attr, _MISSING) is part:
+                    return f".{attr}"
+            except Exception:  # noqa: BLE001, S112
+                continue
+    return f".__reduce__()[1][{index}]"
+
+
+def _state_children(state) -> list:
+    if isinstance(state, tuple) and len(state) == 2 and all(
+            part is None or isinstance(part, dict) for part in state):
+        found = []
+        for part in state:  # (instance dict, slots dict)
+            if part:
+                found.extend((f".{k}", v) for k, v in part.items())
+        return found
+    if isinstance(state, dict):
+        return [(f".{k}", v) for k, v in state.items()]
+    return [(".__getstate__()", state)]
+
+
+def _children(obj, pickler, protocol) -> list:
+    """(path suffix, child) pairs: the parts of ``obj`` the pickler writes."""
+    kind = type(obj)
+    # Exact types only: a subclass (defaultdict, a list with attributes) may
+    # carry more than its items, which its reduce tuple shows.
+    if kind is list or kind is tuple:
+        return [(f"[{i}]", item) for i, item in enumerate(obj)]
+    if kind is dict or kind is types.MappingProxyType:
+        return [(f"[{_key(key)}]", value) for key, value in obj.items()]
+    if kind is set or kind is frozenset:
+        return [(f"{{{_key(item)}}}", item) for item in obj]
+    if isinstance(obj, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
+        return [(f".{name}", value) for name, value in zip(kind._fields, obj)]
+    if isinstance(obj, types.FunctionType):
+        return _function_children(obj)
+    if isinstance(obj, type):
+        return _class_children(obj)
+    if isinstance(obj, functools.partial):
+        return [(".func", obj.func),
+                *((f".args[{i}]", a) for i, a in enumerate(obj.args)),
+                *((f".keywords[{k!r}]", v) for k, v in obj.keywords.items()),
+                *((f".{k}", v) for k, v in vars(obj).items())]
+    if isinstance(obj, types.CellType):
+        try:
+            return [(".cell_contents", obj.cell_contents)]
+        except ValueError:
+            return []
+
+    reduced = _reduce(obj, pickler, protocol)
+    if reduced is None:
+        return []
+    found = []
+    func = reduced[0]
+    args = reduced[1] if len(reduced) > 1 and isinstance(reduced[1], tuple) else ()
+    if func is copyreg.__newobj_ex__ and len(args) == 3:
+        cls, new_args, new_kwargs = args
+        found.append((".__class__", cls))
+        found.extend((f".__getnewargs_ex__()[0][{i}]", a) for i, a in enumerate(new_args))
+        found.extend((f".__getnewargs_ex__()[1][{k!r}]", v) for k, v in new_kwargs.items())
+    elif func is copyreg.__newobj__ and args:
+        found.append((".__class__", args[0]))
+        found.extend((f".__getnewargs__()[{i}]", a) for i, a in enumerate(args[1:]))
+    else:
+        found.extend((_part_name(obj, a, i), a) for i, a in enumerate(args) if a is not obj)
+    if len(reduced) > 2 and reduced[2] is not None:
+        found.extend(_state_children(reduced[2]))
+    if len(reduced) > 3 and reduced[3] is not None:
+        try:
+            found.extend((f"[{i}]", item) for i, item in enumerate(list(reduced[3])))
+        except Exception:  # noqa: BLE001, S110 - a broken iterator: nothing to report
+            pass
+    if len(reduced) > 4 and reduced[4] is not None:
+        try:
+            found.extend((f"[{_key(k)}]", v) for k, v in list(reduced[4]))
+        except Exception:  # noqa: BLE001, S110
+            pass
+    return found
+
+
 def find_culprit(obj, pickler_cls, protocol, root_name="obj"):
-    """(path, culprit, error) of the innermost failing object, or None."""
+    """(path, culprit, error) of the innermost failing object, or None if
+    ``obj`` pickles fine on its own."""
     error = _fails(obj, pickler_cls, protocol)
     if error is None:
         return None
+    pickler = _new_pickler(pickler_cls, protocol)
     path = root_name
-    seen = {id(obj)}
+    seen = {id(obj)}  # objects on the path: a cycle must not send us round
     for _ in range(_MAX_DEPTH):
-        for suffix, child in _children(obj, protocol):
+        for suffix, child in _children(obj, pickler, protocol):
             if id(child) in seen:
                 continue
             child_error = _fails(child, pickler_cls, protocol)
@@ -125,7 +236,11 @@ def find_culprit(obj, pickler_cls, protocol, root_name="obj"):
 
 
 def explain_failure(obj, exc, pickler_cls, protocol) -> str:
-    found = find_culprit(obj, pickler_cls, protocol)
+    """Message for a failed dump of ``obj``: the path to the culprit and its type."""
+    try:
+        found = find_culprit(obj, pickler_cls, protocol)
+    except Exception:  # noqa: BLE001 - the diagnosis must never hide the real error
+        found = None
     if found is None:
         return f"cannot pickle {_type_name(obj)} object: {exc}"
     path, culprit, error = found

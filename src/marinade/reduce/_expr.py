@@ -39,3 +39,22 @@ def sequence(effects: list) -> object:
 def build_on(obj, state) -> Call:
     """An expression that applies pickle BUILD ``state`` to an already pickled ``obj``."""
     return Call(operator.getitem, ((obj,), 0), state)
+
+
+_SET_TYPES = (set, frozenset)
+
+
+def stable(value):
+    """``value``, or for a set/frozenset an expression rebuilding it from sorted items.
+
+    The C pickler writes sets in hash order, which changes with
+    PYTHONHASHSEED, and never shows them to ``reducer_override``. Where
+    marinade itself places a value (class attributes, shipped globals) it can
+    make the bytes deterministic. Unorderable mixes stay as they are.
+    """
+    if type(value) in _SET_TYPES:
+        try:
+            return Call(type(value), (sorted(value),))
+        except TypeError:
+            return value
+    return value

@@ -15,11 +15,15 @@ from __future__ import annotations
 import types
 
 from .. import _compat
-from ._expr import Call, sequence
 from .._rebuild import cell, function
-from .code import code_bytes, global_names
+from ._expr import Call, sequence, stable
+from .code import code_info
 
 _dict_update = dict.update
+# Bound once: read for every function pickled.
+_CODE_TAG = _compat.CODE_TAG
+_PY_3_12_PLUS = _compat.PY_3_12_PLUS
+_doc_from_code = _compat.doc_from_code
 # Values that cannot refer to anything, so they can go straight into a cell
 # at creation time instead of being filled in afterwards.
 ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
@@ -51,38 +55,48 @@ def _annotation_names(annotations: dict) -> set[str]:
     return names
 
 
-def reduce_function(pickler, func: types.FunctionType):
-    code = func.__code__
-    fglobals = func.__globals__
+def _shared_globals(pickler, fglobals: dict) -> _Globals:
     shared = pickler._globals_by_id.get(id(fglobals))
     if shared is None:
         shared = pickler._globals_by_id[id(fglobals)] = _Globals(fglobals)
+    return shared
 
+
+def reduce_function(pickler, func: types.FunctionType):
+    code = func.__code__
+    fglobals = func.__globals__
     effects = []
-    names = global_names(code)
+    _, data, names = code_info(code)  # canonical bytes and global names, cached
     annotations = func.__annotations__
     if annotations:
         names = names | _annotation_names(annotations)
-    planned = shared.planned
-    missing = [n for n in names if n not in planned and n in fglobals]
-    if missing:
-        missing.sort()  # deterministic payload bytes whatever the hash seed
-        planned.update(missing)
-        effects.append(Call(_dict_update, (shared.target, {n: fglobals[n] for n in missing})))
-
     closure = func.__closure__
+    # Perf: a function without globals or closure (most lambdas) needs the
+    # shared globals dict only if its __module__ differs; see the end.
+    shared = None
+    if names or closure is not None:
+        shared = _shared_globals(pickler, fglobals)
+        planned = shared.planned
+        # (no list comprehension without names: building one costs more than a closure's reduce)
+        missing = [n for n in names if n not in planned and n in fglobals] if names else None
+        if missing:
+            missing.sort()  # deterministic payload bytes whatever the hash seed
+            planned.update(missing)
+            effects.append(Call(_dict_update, (shared.target, {n: stable(fglobals[n]) for n in missing})))
+
     if closure is not None:
         cells_seen = pickler._cells_seen
         for cell in closure:
-            if id(cell) in cells_seen:
+            key = id(cell)
+            if key in cells_seen:
                 continue
-            cells_seen[id(cell)] = cell
+            cells_seen[key] = cell
             try:
                 value = cell.cell_contents
             except ValueError:  # empty cell stays empty
                 continue
             if type(value) not in ATOMS:
-                pickler._deferred_cells.add(id(cell))
+                pickler._deferred_cells.add(key)
                 effects.append(Call(setattr, (cell, "cell_contents", value)))
 
     attrs = {}
@@ -96,22 +110,27 @@ def reduce_function(pickler, func: types.FunctionType):
         attrs["__name__"] = func.__name__
     if func.__qualname__ != code.co_qualname:
         attrs["__qualname__"] = func.__qualname__
-    if func.__module__ != shared.target.get("__name__"):
-        attrs["__module__"] = func.__module__
-    if func.__doc__ != _compat.doc_from_code(code):
+    module = func.__module__
+    module_name = fglobals.get("__name__")  # what the rebuilt globals' __name__ says
+    if module != module_name:
+        attrs["__module__"] = module
+    if func.__doc__ != _doc_from_code(code):
         attrs["__doc__"] = func.__doc__
-    if _compat.PY_3_12_PLUS and func.__type_params__:
+    if _PY_3_12_PLUS and func.__type_params__:
         attrs["__type_params__"] = func.__type_params__
     fdict = func.__dict__
     if fdict:
         attrs.update(fdict)  # __wrapped__, user attributes, ...
 
-    if closure is None and not names and shared.target.get("__name__") == func.__module__:
+    if closure is None and not names and type(module) is str and module_name == module:
         # No globals to share or fill: the module name stands in for the dict.
-        fn_globals = func.__module__
+        # (Only a str can: exec'd code without __name__ has __module__ None.)
+        fn_globals = module
     else:
+        if shared is None:
+            shared = _shared_globals(pickler, fglobals)
         fn_globals = shared.target
-    args = (code_bytes(code), _compat.CODE_TAG, fn_globals)
+    args = (data, _CODE_TAG, fn_globals)
     if closure is not None:
         args += (closure,)
     if not effects and not attrs:

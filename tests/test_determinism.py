@@ -1,0 +1,230 @@
+"""Payload bytes are a function of the pickled objects only.
+
+The same ``__main__`` script must give byte-identical payloads in separate
+processes, whatever the hash seed (set and frozenset iteration order, dict
+layout of interned strings) and whatever the script file's mtime. Caches and
+content-addressed stores key on these bytes.
+
+Not covered, by design: sets of strings held as plain *data* (an instance
+attribute, a global dict's value) are written in iteration order, exactly as
+``pickle`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import DUMP, LOAD, child_env, run_roundtrip, run_script
+
+PRODUCER = textwrap.dedent('''
+    import hashlib, os, sys
+    import marinade
+
+    GREETING = "hello"
+    LIMITS = (1, 2.5, None, b"raw")
+
+    def plain(x, *, scale=2):
+        """Docstring."""
+        return x * scale
+
+    def uses_frozenset_constant(word):
+        return word in {"alpha", "beta", "gamma", "delta", "epsilon"}
+
+    def nested_constants(word):
+        def inner():
+            return word in frozenset({"north", "south", "east", "west"}) or word in ("x", "y")
+        return inner()
+
+    def make_closure(n):
+        table = {"k": n}
+        def closure(x):
+            return x + table["k"] + len(GREETING)
+        return closure
+
+    def counter():
+        count = 0
+        def bump():
+            nonlocal count
+            count += 1
+            return count
+        return bump
+
+    def reader():
+        return COUNTER
+
+    def writer(v):
+        global COUNTER
+        COUNTER = v
+
+    COUNTER = 0
+
+    class Shape:
+        KINDS = ("circle", "square", "triangle", "hexagon", "pentagon")
+        NAMES = {"a": 1, "b": 2}
+        sides: int = 0
+
+        def __init__(self, sides):
+            self.sides = sides
+
+        def kind_ok(self, kind):
+            return kind in self.KINDS and kind not in {"blob", "cloud", "ring", "dot"}
+
+        @property
+        def double(self):
+            return self.sides * 2
+
+        @classmethod
+        def square(cls):
+            return cls(4)
+
+        @staticmethod
+        def helper(a):
+            return a in frozenset({"p", "q", "r"})
+
+    class Square(Shape):
+        def __init__(self):
+            super().__init__(4)
+
+    objects = {
+        "lambda": lambda a, b=3: a + b,
+        "plain": plain,
+        "frozenset_const": uses_frozenset_constant,
+        "nested_constants": nested_constants,
+        "closure": make_closure(5),
+        "counter": counter(),
+        "globals_pair": [reader, writer],
+        "class": Shape,
+        "subclass": Square,
+        "instance": Shape(3),
+        "data": {"name": "x", "values": [1, 2, 3], "nested": {"z": 1, "a": (2, 3)}},
+        "all": None,
+    }
+    objects["all"] = [value for key, value in objects.items() if key != "all"]
+    for name, obj in objects.items():
+        data = marinade.dumps(obj)
+        print(name, hashlib.sha256(data).hexdigest())
+        if name == "all":
+            open(os.environ["MARINADE_PAYLOAD"], "wb").write(data)
+''')
+
+
+def _run(folder: Path, payload: Path, seed: str, mtime: float | None = None) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "script.py"
+    script.write_text(PRODUCER, encoding="utf-8")
+    if mtime is not None:
+        os.utime(script, (mtime, mtime))
+    proc = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=folder,
+        env=child_env(PYTHONHASHSEED=seed, MARINADE_PAYLOAD=str(payload)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_same_bytes_across_hash_seeds_and_mtimes(tmp_path):
+    folder = tmp_path / "producer"
+    payloads = [tmp_path / f"payload{i}.bin" for i in range(3)]
+    runs = [
+        _run(folder, payloads[0], "0", mtime=1_000_000_000),
+        _run(folder, payloads[1], "12345", mtime=1_700_000_000),
+        _run(folder, payloads[2], "random"),
+    ]
+    first = dict(line.split() for line in runs[0].splitlines())
+    assert len(first) == 12
+    for other in runs[1:]:
+        digests = dict(line.split() for line in other.splitlines())
+        differing = sorted(name for name in first if first[name] != digests[name])
+        assert differing == [], f"payloads differ between runs for: {differing}"
+    data = [p.read_bytes() for p in payloads]
+    assert data[0] == data[1] == data[2]
+    assert hashlib.sha256(data[0]).hexdigest() == first["all"]
+
+    # The payload is not only stable, it works.
+    proc = run_script(tmp_path, LOAD + textwrap.dedent("""
+        (lam, plain, fz, nested, closure, bump, (reader, writer), Shape, Square, shape,
+         data) = obj
+        print(lam(1), plain(2), fz("beta"), fz("zeta"), nested("east"), closure(1))
+        print(bump(), bump(), reader(), writer(3), reader())
+        print(sorted(Shape.KINDS)[0], shape.kind_ok("square"), shape.double,
+              Shape.helper("q"), Square().sides, type(shape) is Shape)
+        print(data["nested"]["a"])
+    """), env={"MARINADE_PAYLOAD": str(payloads[1])}, cwd=tmp_path / "consumer")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "4 4 True False True 11",
+        "1 2 0 None 3",
+        "circle True 6 True 4 True",
+        "(2, 3)",
+    ]
+
+
+def test_repeated_dumps_in_one_process_are_identical(tmp_path):
+    # Caches inside marinade (code bytes, class keys) must not change the
+    # output between a first and a later dump.
+    proc = run_script(tmp_path, """
+        import marinade
+
+        class C:
+            TAGS = frozenset({"one", "two", "three"})
+            def m(self):
+                return self in {"a", "b"}
+
+        def make():
+            return lambda: C
+
+        first = marinade.dumps([make(), C, C()])
+        second = marinade.dumps([make(), C, C()])
+        third = marinade.dumps([make(), C, C()], protocol=5)
+        print(first == second == third)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+
+
+def test_class_namespace_sets_across_hash_seeds(tmp_path):
+    script = """
+        import hashlib, marinade
+
+        class Palette:
+            COLORS = {"red", "green", "blue", "cyan", "magenta", "yellow"}
+            FROZEN = frozenset({"north", "south", "east", "west"})
+
+        print(hashlib.sha256(marinade.dumps(Palette)).hexdigest())
+    """
+    digests = set()
+    for seed in ("0", "12345", "777"):
+        proc = run_script(tmp_path, script, env={"PYTHONHASHSEED": seed})
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_sorted_sets_still_load_as_sets(tmp_path):
+    out = run_roundtrip(tmp_path, """
+        import os, marinade
+        TAGS = {"b", "a", "c"}
+
+        class Palette:
+            COLORS = {"red", "green"}
+            FROZEN = frozenset({"north", "south"})
+            def has(self, tag):
+                return tag in TAGS
+
+        obj = Palette
+        """ + DUMP + "\n", LOAD + """
+print(type(obj.COLORS).__name__, sorted(obj.COLORS), type(obj.FROZEN).__name__,
+      obj().has("a"), obj().has("z"))
+""")
+    assert out == "set ['green', 'red'] frozenset True False"

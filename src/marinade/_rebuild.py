@@ -65,6 +65,10 @@ def function(data, tag, globals, closure=None):
     """
     if type(globals) is str:
         globals = {"__name__": globals}
+    if "__builtins__" not in globals:
+        # C code that imports (PyImport_Import: ``Generic[T]`` on 3.12+) reads
+        # ``__builtins__`` from the globals of the Python function calling it.
+        globals["__builtins__"] = sys.modules["builtins"]
     return types.FunctionType(load_code(data, tag), globals, None, None, closure)
 
 
@@ -84,6 +88,7 @@ def _registry():
 
         mod = types.ModuleType("marinade._registry")
         mod.classes = weakref.WeakValueDictionary()
+        mod.keys = weakref.WeakKeyDictionary()
         mod.by_value = weakref.WeakSet()
         mod.fresh = weakref.WeakSet()
         mod.lock = threading.RLock()
@@ -116,6 +121,26 @@ def _constructing_metaclass(metaclass, by_value):
     return type
 
 
+def _make_class(metaclass, maker, name, bases, namespace, kwds, quiet_owner):
+    """The class statement, with ``quiet_owner.__init_subclass__`` silenced."""
+    ns = maker.__prepare__(name, bases, **kwds)
+    for attr, value in namespace.items():
+        ns[attr] = value
+    if quiet_owner is not None:
+        saved = quiet_owner.__dict__["__init_subclass__"]
+        type.__setattr__(quiet_owner, "__init_subclass__", classmethod(_quiet_init_subclass))
+    try:
+        if maker is metaclass:
+            return metaclass(name, bases, ns, **kwds)
+        cls = maker.__new__(metaclass, name, bases, ns, **kwds)
+        if maker.__init__ is not type.__init__:
+            maker.__init__(cls, name, bases, ns, **kwds)
+        return cls
+    finally:
+        if quiet_owner is not None:
+            type.__setattr__(quiet_owner, "__init_subclass__", saved)
+
+
 def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
     """Create a class sent by value, or return the one already loaded with ``key``.
 
@@ -135,23 +160,22 @@ def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
             return cls
         kwds = kwds or {}
         maker = _constructing_metaclass(metaclass, reg.by_value)
-        ns = maker.__prepare__(name, bases, **kwds)
-        for attr, value in namespace.items():
-            ns[attr] = value
         owner = _init_subclass_owner(bases)
-        quiet = owner is not None and owner in reg.by_value
-        if quiet:
-            saved = owner.__dict__["__init_subclass__"]
-            type.__setattr__(owner, "__init_subclass__", classmethod(_quiet_init_subclass))
-        try:
-            if maker is metaclass:
-                cls = metaclass(name, bases, ns, **kwds)
-            else:
-                cls = maker.__new__(metaclass, name, bases, ns, **kwds)
-        finally:
-            if quiet:
-                type.__setattr__(owner, "__init_subclass__", saved)
+        if owner is not None and owner in reg.by_value:
+            cls = _make_class(metaclass, maker, name, bases, namespace, kwds, owner)
+        else:
+            try:
+                cls = _make_class(metaclass, maker, name, bases, namespace, kwds, None)
+            except TypeError:
+                if owner is None:
+                    raise
+                # A framework __init_subclass__ that needs class keywords the
+                # class object does not remember: create it without.
+                cls = _make_class(metaclass, maker, name, bases, namespace, kwds, owner)
         reg.classes[key] = cls
+        keys = getattr(reg, "keys", None)  # absent in registries made by older payloads
+        if keys is not None:
+            keys[cls] = key
         reg.by_value.add(cls)
         reg.fresh.add(cls)
         return cls
@@ -163,19 +187,50 @@ def set_class_state(cls, state):
     Only for a class this load created: a class that was already alive keeps
     its current state (class attributes changed since are not reset).
     ``state`` is ``(attributes, extras)``; ``extras`` is None or a dict with
-    optional keys ``member_dicts`` (Enum member attributes) and
-    ``abc_register`` (virtual subclasses to register with an ABC).
+    optional keys ``member_dicts`` (Enum member attributes), ``abc_register``
+    (virtual subclasses to register with an ABC) and ``delete`` (names that
+    only the rebuilding needed, removed once the attributes are set).
+    Attributes are set with ``type.__setattr__``: a metaclass ``__setattr__``
+    (EnumType refuses some names) guards user code, not state being restored.
     """
     reg = _registry()
+    # Under the lock, and marked done only once it worked: another thread
+    # loading the same class waits here instead of seeing it half set, and a
+    # load that failed midway leaves the class to be completed by the next.
     with reg.lock:
         if cls not in reg.fresh:
             return
+        attrs, extras = state
+        for attr, value in attrs.items():
+            type.__setattr__(cls, attr, value)
+        if extras:
+            for attr in extras.get("delete", ()):
+                if attr in cls.__dict__:
+                    type.__delattr__(cls, attr)
+            for member_name, member_attrs in extras.get("member_dicts", {}).items():
+                vars(cls[member_name]).update(member_attrs)
+            for subclass in extras.get("abc_register", ()):
+                cls.register(subclass)
         reg.fresh.discard(cls)
-    attrs, extras = state
-    for attr, value in attrs.items():
-        setattr(cls, attr, value)
-    if extras:
-        for member_name, member_attrs in extras.get("member_dicts", {}).items():
-            vars(cls[member_name]).update(member_attrs)
-        for subclass in extras.get("abc_register", ()):
-            cls.register(subclass)
+
+
+def enum_member(cls, *args):
+    """``__new__`` of an Enum class while it is rebuilt: one member, made as it was.
+
+    The class body of the payload maps each member name to
+    ``(value, data_args)``: the member is ``_member_type_.__new__(cls,
+    *data_args)`` (``object.__new__(cls)`` for plain enums) with ``_value_``
+    set, so a custom ``__new__`` (whose arguments are not kept anywhere) need
+    not run again. EnumType passes tuple-typed enums their arguments wrapped in
+    one more tuple.
+    """
+    if len(args) == 1:
+        (args,) = args
+    value, data_args = args
+    member_type = cls._member_type_
+    if member_type is object:
+        member = object.__new__(cls)
+    else:
+        member = member_type.__new__(cls, *data_args)
+    member._value_ = value
+    return member

@@ -3,6 +3,9 @@
 Kept in its own tiny module so that payloads loaded without marinade installed
 (standalone mode ships the reconstructors inside the payload) find the same
 registry under the same ``sys.modules`` name as payloads loaded with it.
+``_rebuild._registry`` creates an equivalent module when this one is absent,
+so this module holds data only: code that uses it must not rely on anything
+but these attributes.
 """
 
 import threading
@@ -10,16 +13,10 @@ import weakref
 
 # deterministic class key -> class object (the live one wins)
 classes = weakref.WeakValueDictionary()
+# class object -> its key (sent from here, or rebuilt here from a payload)
+keys = weakref.WeakKeyDictionary()
 # every class in ``classes``: sent from here, or rebuilt here
 by_value = weakref.WeakSet()
 # classes created by a load whose state has not been applied yet
 fresh = weakref.WeakSet()
 lock = threading.RLock()
-
-
-def remember(key, cls):
-    """Record a class sent by value, so that loading it here gives it back."""
-    with lock:
-        live = classes.setdefault(key, cls)
-        by_value.add(live)
-        return live

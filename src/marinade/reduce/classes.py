@@ -10,70 +10,177 @@ A class travels in two steps, like the class statement and what follows it:
    ``setattr`` once the class exists, so that methods, class attributes and
    instances may all refer back to the class.
 
-``key`` is a digest of the definition (module, qualified name, attribute
-names, code of the methods). The loading process keeps one class per key, so
-the same class from several payloads is one class object, and the sending
-process maps the key to the original class (a round trip in one process gives
-the class itself). No random ids: payload bytes are deterministic.
+``key`` is a digest of the definition (module, qualified name, bases,
+attribute names, what the methods compute, plain constants), the same in every
+process that defines the class. The loading process keeps one class per key,
+so the same class from several payloads (or several producers) is one class
+object, and the sending process maps the key to the original class (a round
+trip in one process gives the class itself). No random ids: payload bytes are
+deterministic.
 """
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import sys
 import types
 from weakref import WeakKeyDictionary
 
 from .. import _registry
-from .._rebuild import rebuild_class, set_class_state
-from .code import code_bytes
+from .._lookup import lookup_by_reference
+from .._rebuild import enum_member, rebuild_class, set_class_state
+from .code import global_names
+from ._expr import stable
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()
 
 # Never copied: created by type() itself, or by the metaclass when it runs.
 _SKIP_ALWAYS = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__",
-                          "__slots__", "__orig_bases__", "_abc_impl"})
+                          "__slots__", "__orig_bases__", "_abc_impl", "__slotnames__"})
 # Enum internals that EnumType computes from the members.
 _ENUM_INTERNALS = frozenset({
     "_member_names_", "_member_map_", "_value2member_map_", "_unhashable_values_",
-    "_member_type_", "_value_repr_", "_new_member_", "_use_args_", "_singles_mask_",
+    "_member_type_", "_value_repr_", "_singles_mask_",
     "_flag_mask_", "_all_bits_", "_boundary_", "_inverted_", "__new__", "_hashable_values_",
     "_unhashable_values_map_",
 })
 
 
-def _code_of(value):
-    """The code object behind a method-like class attribute, if any."""
+# Names a class may gain after its definition, as caches (``copyreg`` adds
+# ``__slotnames__`` on the first pickling of an instance; reading
+# ``__annotations__`` creates an empty dict). They must not change the key,
+# or the same class pickled before and after would be two classes on load.
+_NOT_IN_KEY = frozenset({"__slotnames__", "_abc_impl"})
+# Exact types: the repr of a subclass (an IntEnum member...) runs user code.
+_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
+
+
+def _fingerprint(value, out: list) -> None:
+    """Append what distinguishes ``value`` between two definitions of a class.
+
+    Cheap and deterministic: code, and the reprs of plain constants (class
+    attributes, defaults, atoms in closures and globals that methods use).
+    Other objects count by type only.
+    """
+    if type(value) in _ATOMS:
+        out.append(repr(value))
+        return
+    if type(value) is tuple:
+        out.append("(")
+        for item in value:
+            _fingerprint(item, out)
+        out.append(")")
+        return
     func = value
     if isinstance(value, (staticmethod, classmethod)):
         func = value.__func__
     elif isinstance(value, property):
-        func = value.fget
+        for part in (value.fget, value.fset, value.fdel):
+            _fingerprint(part, out)
+        return
     code = getattr(func, "__code__", None)
-    return code if isinstance(code, types.CodeType) else None
+    if not isinstance(code, types.CodeType):
+        kind = type(value)
+        out.append(f"<{kind.__module__}.{kind.__qualname__}>")
+        return
+    _code_fingerprint(code, out)
+    for part in (getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)):
+        if part:
+            _fingerprint(tuple(part.values()) if isinstance(part, dict) else part, out)
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            contents = cell.cell_contents
+        except ValueError:
+            continue
+        if type(contents) in _ATOMS:
+            out.append(repr(contents))
+    fglobals = getattr(func, "__globals__", None)
+    if fglobals:
+        for name in sorted(global_names(code)):
+            contents = fglobals.get(name)
+            if type(contents) in _ATOMS:
+                out.append(f"{name}={contents!r}")
+
+
+def _code_fingerprint(code: types.CodeType, out: list) -> None:
+    """What a code object computes, without where it came from.
+
+    ``__main__`` code has the script's absolute path as ``co_filename``: the
+    same script run from two folders must still give one key.
+    """
+    out.append(code.co_code)
+    out.append(f"{code.co_name}|{code.co_qualname}|{code.co_flags}|{code.co_argcount}|"
+               f"{code.co_posonlyargcount}|{code.co_kwonlyargcount}")
+    out.append("|".join(code.co_names + ("|",) + code.co_varnames + ("|",) + code.co_freevars
+                        + ("|",) + code.co_cellvars))
+    for const in code.co_consts:
+        if type(const) is types.CodeType:
+            _code_fingerprint(const, out)
+        else:
+            out.append(_const_repr(const))
+
+
+def _const_repr(const) -> str:
+    """repr of a code constant, with sets in a fixed order (hash seeds vary)."""
+    if type(const) is frozenset:
+        return "frozenset(" + repr(sorted(map(_const_repr, const))) + ")"
+    if type(const) is tuple:
+        return "(" + ",".join(map(_const_repr, const)) + ",)"
+    return repr(const)
+
+
+def _type_ident(kind: type) -> str:
+    """How a base or metaclass enters a key: by name, or by its own key."""
+    if kind.__flags__ & _HEAPTYPE and lookup_by_reference(kind) is None:
+        return class_key(kind)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def class_key(cls: type) -> str:
-    """Deterministic identity of a class definition (cached per class)."""
+    """Deterministic identity of a class definition (cached per class).
+
+    The same definition gives the same key in every process, so a class sent
+    from several producers is one class where they are loaded. Two different
+    live classes never share a key in one process: a clash (a factory making
+    look-alike classes) gets a numbered key.
+    """
     try:
         return _keys[cls]
     except KeyError:
         pass
-    digest = hashlib.sha256()
-    digest.update(f"{cls.__module__}\0{cls.__qualname__}\0".encode())
-    for base in cls.__bases__:
-        digest.update(f"{base.__module__}.{base.__qualname__}\0".encode())
-    for name, value in cls.__dict__.items():
-        digest.update(name.encode("utf-8", "surrogatepass") + b"\0")
-        code = _code_of(value)
-        if code is not None:
-            digest.update(code_bytes(code))
-    key = f"{cls.__module__}.{cls.__qualname__}#{digest.hexdigest()[:24]}"
-    _keys[cls] = key
-    # The sending process maps the key to the live class, so that a payload
-    # loaded where it was made gives back the original.
-    _registry.remember(key, cls)
-    return key
+    reg = _registry
+    known = getattr(reg, "keys", {}).get(cls)
+    if known is None:
+        parts: list = [cls.__module__, cls.__qualname__, _type_ident(type(cls))]
+        parts.extend(_type_ident(base) for base in cls.__bases__)
+        for name, value in cls.__dict__.items():
+            if name in _NOT_IN_KEY or (name == "__annotations__" and not value):
+                continue
+            parts.append(f"\0{name}\0")
+            _fingerprint(value, parts)
+        # One update with everything joined: the same digest as one update per
+        # part, without a few hundred calls per class.
+        digest = hashlib.sha256(b"".join([part if type(part) is bytes
+                                          else part.encode("utf-8", "surrogatepass") + b"\0"
+                                          for part in parts]))
+        base_key = f"{cls.__module__}.{cls.__qualname__}#{digest.hexdigest()[:24]}"
+        # The sending process maps the key to the live class, so that a
+        # payload loaded where it was made gives back the original.
+        with reg.lock:
+            known = getattr(reg, "keys", {}).get(cls)
+            if known is None:
+                known, number = base_key, 1
+                while (live := reg.classes.get(known)) is not None and live is not cls:
+                    number += 1
+                    known = f"{base_key}~{number}"
+                reg.classes[known] = cls
+                reg.by_value.add(cls)
+                if hasattr(reg, "keys"):
+                    reg.keys[cls] = known
+    _keys[cls] = known
+    return known
 
 
 def _slot_names(cls: type) -> set[str]:
@@ -88,7 +195,12 @@ def _slot_names(cls: type) -> set[str]:
     return names
 
 
-def reduce_class(pickler, cls: type):
+def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
+    """Reduce tuple that rebuilds ``cls`` by value.
+
+    ``bases`` replaces ``cls.__bases__`` for metaclasses that want the bases
+    of the class statement rather than the resulting ones (TypedDict).
+    """
     clsdict = cls.__dict__
     namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
     doc = clsdict.get("__doc__")
@@ -101,10 +213,15 @@ def reduce_class(pickler, cls: type):
     skip = _SKIP_ALWAYS
     slots = _slot_names(cls) if "__slots__" in clsdict else ()
     kwds = None
-    enum_members = _enum_members(cls)
-    if enum_members is not None:
-        namespace.update(enum_members)
-        skip = skip | _ENUM_INTERNALS | enum_members.keys()
+    extras = {}
+    enum_plan = _enum_namespace(cls)
+    if enum_plan is not None:
+        members, stand_ins, delete = enum_plan
+        skip = skip | _ENUM_INTERNALS | members.keys()
+        namespace.update(members)
+        namespace.update(stand_ins)
+        if delete:
+            extras["delete"] = delete
         boundary = clsdict.get("_boundary_")
         if boundary is not None:
             kwds = {"boundary": boundary}
@@ -113,10 +230,9 @@ def reduce_class(pickler, cls: type):
     for name, value in clsdict.items():
         if name in skip or name in slots:
             continue
-        attrs[name] = value
+        attrs[name] = stable(value)
 
-    extras = {}
-    if enum_members is not None:
+    if enum_plan is not None:
         member_dicts = _enum_member_dicts(cls)
         if member_dicts:
             extras["member_dicts"] = member_dicts
@@ -124,21 +240,69 @@ def reduce_class(pickler, cls: type):
     if abc_subclasses:
         extras["abc_register"] = abc_subclasses
 
-    args = (type(cls), cls.__name__, cls.__bases__, namespace, class_key(cls))
+    if bases is None:
+        bases = cls.__bases__
+    args = (type(cls), cls.__name__, bases, namespace, class_key(cls))
     if kwds:
         args += (kwds,)
     return rebuild_class, args, (attrs, extras or None), None, None, set_class_state
 
 
-def _enum_members(cls):
-    """name -> value of each Enum member (aliases included), or None."""
+def _enum_namespace(cls):
+    """Members and stand-ins for the class body, and names to delete after; or None.
+
+    Usually each member name maps to its value, and EnumType makes the member
+    as it did the first time. A custom ``__new__`` (in the class or inherited)
+    took arguments that nothing remembers, so then each name maps to
+    ``(value, data_args)`` and ``_rebuild.enum_member`` stands in as
+    ``__new__`` (with a do-nothing ``__init__``, since EnumType passes it the
+    same arguments); both go away once the real attributes are set.
+    """
     enum = sys.modules.get("enum")
     if enum is None or not isinstance(cls, enum.EnumType):
         return None
     member_map = cls.__dict__.get("_member_map_")
     if member_map is None:
         return None
-    return {name: member._value_ for name, member in member_map.items()}
+    member_type = cls.__dict__.get("_member_type_", object)
+    new = cls.__dict__.get("_new_member_", object.__new__)
+    if new is object.__new__:
+        # Plain enums get _value_ = the class body value back. A mixin whose
+        # __new__ is object's (a dataclass) got member_type(*args) instead,
+        # which its _value_ cannot reproduce.
+        simple = member_type is object
+    else:
+        # int, str, tuple...: member_type.__new__(cls, value) gives the same
+        # data and value; so does StrEnum's __new__.
+        simple = new == member_type.__new__ or getattr(new, "__module__", None) == "enum"
+    by_value = {name: member._value_ for name, member in member_map.items()}
+    if simple:
+        return by_value, {}, ()
+    members: dict = {}
+    for name, member in member_map.items():
+        data_args = _enum_data_args(member_type, member)
+        if data_args is None:  # unknown data type: let its own __new__ try
+            return by_value, {}, ()
+        members[name] = (member._value_, data_args)
+    stand_ins = {"__new__": enum_member, "__init__": enum.Enum.__init__}
+    delete = tuple(name for name in ("__init__", "__new_member__") if name not in cls.__dict__)
+    return members, stand_ins, delete
+
+
+def _enum_data_args(member_type: type, member) -> tuple | None:
+    """Arguments for ``member_type.__new__`` that recreate the member's data."""
+    if member_type is object:
+        return ()
+    try:
+        reduced = member_type.__reduce_ex__(member, 4)
+    except Exception:
+        return None
+    func, args = reduced[0], reduced[1]
+    if func is copyreg.__newobj__ and args and args[0] is type(member):
+        return tuple(args[1:])
+    if func is member_type or func is type(member):
+        return tuple(args)
+    return None
 
 
 def _enum_member_dicts(cls):

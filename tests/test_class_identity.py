@@ -1,0 +1,315 @@
+"""One class object per class definition, across payloads and processes.
+
+A class sent by value in several payloads (several ``dumps`` calls, several
+producer processes) must come back as one class in the consumer, and loading
+it again must leave the live class alone (cloudpickle #439/#376, Beam #35062).
+Code that travels by value (a base's ``__init_subclass__``) is not run again
+with made-up arguments (cloudpickle #527, dill #381).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import run_roundtrip, run_script
+
+# Producer snippet: store ``parts`` (objects, or payload bytes made earlier)
+# as a list of separate marinade payloads inside a plain pickle, so the
+# consumer can load them one at a time.
+WRITE_PARTS = (
+    "import os as _os, pickle as _pickle, marinade as _marinade; "
+    "open(_os.environ['MARINADE_PAYLOAD'], 'wb').write(_pickle.dumps("
+    "[x if type(x) is bytes else _marinade.dumps(x) for x in parts]))"
+)
+READ_PARTS = (
+    "import os, pickle; "
+    "parts = pickle.loads(open(os.environ['MARINADE_PAYLOAD'], 'rb').read())"
+)
+
+
+def test_separate_payloads_one_class_and_live_state_kept(tmp_path):
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            class Counter:
+                counter = 0
+
+                def __init__(self):
+                    self.v = 1
+
+                def bump(self):
+                    type(self).counter += 1
+                    return type(self).counter
+
+            def make_counter():
+                return Counter()
+
+            import marinade
+            parts = [marinade.dumps(x) for x in (Counter, Counter(), make_counter)]
+            Counter.counter = 100  # changed after the first dumps: the key stays
+            parts.append(Counter)
+            {WRITE_PARTS}
+        """,
+        consumer=f"""
+            {READ_PARTS}
+            C = pickle.loads(parts[0])
+            print(C.counter)
+            C.counter = 5
+            C.added_later = "mine"
+            inst = pickle.loads(parts[1])
+            print(type(inst) is C, C.counter, C.added_later, inst.bump(), C.counter)
+            make = pickle.loads(parts[2])
+            print(type(make()) is C, make().bump(), C.counter)
+            again = pickle.loads(parts[3])
+            print(again is C, C.counter, hasattr(C, "added_later"))
+        """,
+    )
+    assert out.splitlines() == [
+        "0",
+        "True 5 mine 6 6",
+        "True 7 7",
+        "True 7 True",
+    ]
+
+
+def test_instance_first_then_class(tmp_path):
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            class Box:
+                def __init__(self, v):
+                    self.v = v
+
+                def get(self):
+                    return self.v
+
+            class Sub(Box):
+                def get(self):
+                    return super().get() * 2
+
+            parts = [Sub(3), Box, Sub, (Box(1), Sub(1))]
+            {WRITE_PARTS}
+        """,
+        consumer=f"""
+            {READ_PARTS}
+            sub = pickle.loads(parts[0])
+            Box = pickle.loads(parts[1])
+            Sub = pickle.loads(parts[2])
+            b, s = pickle.loads(parts[3])
+            print(type(sub) is Sub, Sub.__bases__[0] is Box, type(b) is Box, type(s) is Sub)
+            print(sub.get(), s.get(), Sub(5).get())
+        """,
+    )
+    assert out.splitlines() == ["True True True True", "6 2 10"]
+
+
+def test_init_subclass_not_rerun(tmp_path):
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            class Base:
+                calls = []
+
+                def __init_subclass__(cls, /, kind, **kwargs):
+                    super().__init_subclass__(**kwargs)
+                    Base.calls.append((cls.__name__, kind))
+                    cls.kind = kind
+
+            class A(Base, kind="a"):
+                pass
+
+            class B(A, kind="b"):
+                pass
+
+            parts = [A, B, B(), Base]
+            {WRITE_PARTS}
+        """,
+        consumer=f"""
+            {READ_PARTS}
+            A = pickle.loads(parts[0])
+            Base = A.__bases__[0]
+            print(Base.calls, A.kind)
+            B = pickle.loads(parts[1])
+            print(Base.calls, B.kind, B.__bases__[0] is A)
+            print(type(pickle.loads(parts[2])) is B, pickle.loads(parts[3]) is Base)
+            print(Base.calls)
+
+            class C(B, kind="c"):
+                pass
+            print(Base.calls[-1], C.kind)
+        """,
+    )
+    assert out.splitlines() == [
+        "[('A', 'a'), ('B', 'b')] a",
+        "[('A', 'a'), ('B', 'b')] b True",
+        "True True",
+        "[('A', 'a'), ('B', 'b')]",
+        "('C', 'c') c",
+    ]
+
+
+def test_round_trip_in_producer_is_identity(tmp_path):
+    out = run_roundtrip(
+        tmp_path,
+        producer="""
+            import os, pickle, marinade
+
+            class K:
+                x = 1
+
+            def factory(n):
+                class Local:
+                    pass
+                return Local
+
+            # a factory making look-alike classes: keys must not clash
+            L1, L2 = factory(1), factory(1)
+            results = [
+                pickle.loads(marinade.dumps(K)) is K,
+                pickle.loads(marinade.dumps(L1)) is L1,
+                pickle.loads(marinade.dumps(L2)) is L2,
+                type(pickle.loads(marinade.dumps(L2()))) is L2,
+                pickle.loads(marinade.dumps([K, L1, L2])) == [K, L1, L2],
+            ]
+            assert all(results), results
+            # the look-alikes stay two classes in another process too
+            open(os.environ["MARINADE_PAYLOAD"], "wb").write(marinade.dumps((L1, L2)))
+        """,
+        consumer="""
+            import os, pickle
+            L1, L2 = pickle.loads(open(os.environ["MARINADE_PAYLOAD"], "rb").read())
+            print(L1 is L2, L1.__qualname__ == L2.__qualname__)
+        """,
+    )
+    assert out.splitlines() == ["False True"]
+
+
+PRODUCER_SAME = """
+    import os, marinade
+
+    class Shared:
+        '''The same definition in both producers.'''
+        counter = 0
+
+        def hello(self):
+            return "hello from Shared"
+
+    def make():
+        class Local:
+            def m(self):
+                return 42
+        return Local
+
+    Local = make()
+    payload = marinade.dumps((Shared, Shared(), Local))
+    open(os.environ["MARINADE_PAYLOAD"], "wb").write(payload)
+"""
+
+PRODUCER_OTHER = """
+    import os, marinade
+
+    class Shared:
+        '''Same qualified name, different class.'''
+        counter = 0
+
+        def hello(self):
+            return "hello from the other Shared"
+
+    def make():
+        class Local:
+            def m(self):
+                return 43
+        return Local
+
+    Local = make()
+    payload = marinade.dumps((Shared, Shared(), Local))
+    open(os.environ["MARINADE_PAYLOAD"], "wb").write(payload)
+"""
+
+
+def _produce(tmp_path: Path, name: str, source: str) -> Path:
+    out = tmp_path / f"{name}.bin"
+    proc = run_script(tmp_path, source, cwd=tmp_path / name,
+                      env={"MARINADE_PAYLOAD": str(out)})
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_separate_producer_processes(tmp_path):
+    first = _produce(tmp_path, "first", PRODUCER_SAME)
+    second = _produce(tmp_path, "second", PRODUCER_SAME)  # same script, run again
+    other = _produce(tmp_path, "other", PRODUCER_OTHER)  # same names, other code
+    proc = run_script(
+        tmp_path,
+        f"""
+            import pickle
+            def load(path):
+                with open(path, "rb") as f:
+                    return pickle.loads(f.read())
+
+            S1, s1, L1 = load({str(first)!r})
+            S1.counter = 5
+            S2, s2, L2 = load({str(second)!r})
+            print(S1 is S2, type(s2) is S1, L1 is L2, S1.counter, s2.hello(), L2().m())
+            S3, s3, L3 = load({str(other)!r})
+            print(S3 is S1, L3 is L1, s3.hello(), L3().m(), S1().hello(), L1().m())
+            print(S3.__qualname__ == S1.__qualname__, S3.__doc__)
+        """,
+        cwd=tmp_path / "consumer",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "True True True 5 hello from Shared 42",
+        "False False hello from the other Shared 43 hello from Shared 42",
+        "True Same qualified name, different class.",
+    ]
+
+
+def test_standalone_payloads_share_classes(tmp_path):
+    # Standalone payloads ship the reconstructors; without marinade installed
+    # the class registry is kept under the same module name, so two payloads
+    # still give one class, and Enums with a custom __new__ still rebuild.
+    import sys
+
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    out = run_roundtrip(
+        tmp_path,
+        producer="""
+            import enum, os, pickle, marinade
+
+            class Status(enum.Enum):
+                def __new__(cls, code, label):
+                    member = object.__new__(cls)
+                    member._value_ = code
+                    member.label = label
+                    return member
+
+                OK = (200, "fine")
+
+            class Job:
+                count = 0
+
+                def __init__(self, status):
+                    self.status = status
+
+            parts = [marinade.dumps(x, standalone=True) for x in (Job, Job(Status.OK))]
+            open(os.environ["MARINADE_PAYLOAD"], "wb").write(pickle.dumps(parts))
+        """,
+        consumer=f"""
+            try:
+                import marinade
+            except ImportError:
+                pass
+            else:
+                raise SystemExit("marinade is importable in the consumer")
+            {READ_PARTS}
+            Job = pickle.loads(parts[0])
+            Job.count = 3
+            job = pickle.loads(parts[1])
+            Status = type(job.status)
+            print(type(job) is Job, Job.count, job.status is Status(200), job.status.label)
+        """,
+        consumer_python=base_python,
+        consumer_flags=("-I", "-S"),
+    )
+    assert out.splitlines() == ["True 3 True fine"]

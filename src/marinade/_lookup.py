@@ -30,11 +30,13 @@ def register_pickle_by_value(module: types.ModuleType) -> None:
     notebook, a package under development that workers do not have.
     """
     global _by_value_modules
-    if not isinstance(module, types.ModuleType):
-        raise ValueError(f"expected a module, got {type(module).__name__}: {module!r}")
+    _check_module(module)
     name = module.__name__
     if sys.modules.get(name) is not module:
-        raise ValueError(f"{module!r} is not imported as {name!r} in sys.modules")
+        raise ValueError(
+            f"{module!r} is not imported as {name!r} in sys.modules: import it with an "
+            "import statement, then register the module object"
+        )
     with _registry_lock:
         _by_value_modules = _by_value_modules | {name}
 
@@ -42,13 +44,24 @@ def register_pickle_by_value(module: types.ModuleType) -> None:
 def unregister_pickle_by_value(module: types.ModuleType) -> None:
     """Undo :func:`register_pickle_by_value`."""
     global _by_value_modules
-    if not isinstance(module, types.ModuleType):
-        raise ValueError(f"expected a module, got {type(module).__name__}: {module!r}")
+    _check_module(module)
     name = module.__name__
     with _registry_lock:
         if name not in _by_value_modules:
             raise ValueError(f"{module!r} is not registered for pickling by value")
         _by_value_modules = _by_value_modules - {name}
+
+
+def _check_module(module) -> None:
+    # ValueError, like cloudpickle, so code written against either catches it.
+    if isinstance(module, types.ModuleType):
+        return
+    if isinstance(module, str):
+        raise ValueError(
+            f"expected a module object, got the string {module!r}: import the module and "
+            "pass the module itself"
+        )
+    raise ValueError(f"expected a module, got {type(module).__name__}: {module!r}")
 
 
 def list_registry_pickle_by_value() -> set[str]:

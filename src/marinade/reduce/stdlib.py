@@ -4,16 +4,28 @@ Each reducer returns a reduce tuple naming only standard-library callables.
 ``reducers()`` gives the type -> reducer table; ``late_reducers()`` adds types
 from modules that may be imported after marinade (dataclasses sentinels...),
 looked up only when a Pickler is created.
+
+Objects that are deliberately *not* handled here (locks, open files other
+than the standard streams, generators, frames) fail with marinade's
+PicklingError, which names the path to them.
 """
 
 from __future__ import annotations
 
+import abc
+import collections
 import functools
+import gc
 import importlib
+import io
+import itertools
+import operator
 import sys
 import types
+import weakref
 
-from .._lookup import is_dynamic_module
+from .._lookup import is_dynamic_module, lookup_by_reference
+from ._expr import Call
 
 
 def reduce_module(pickler, module: types.ModuleType):
@@ -24,18 +36,19 @@ def reduce_module(pickler, module: types.ModuleType):
     return types.ModuleType, (module.__name__,), state
 
 
-def reduce_staticmethod(pickler, obj):
-    return staticmethod, (obj.__func__,)
+# -- descriptors -------------------------------------------------------------
 
-
-def reduce_classmethod(pickler, obj):
-    return classmethod, (obj.__func__,)
+def reduce_wrapping_descriptor(pickler, obj):
+    # staticmethod, classmethod and abc's abstract* variants all take the
+    # function as their only argument.
+    return type(obj), (obj.__func__,)
 
 
 def reduce_property(pickler, obj):
-    if type(obj) is not property:
+    kind = type(obj)
+    if kind is not property and kind is not abc.abstractproperty:
         return NotImplemented  # subclasses pickle as their own __reduce__ says
-    return property, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
+    return kind, (obj.fget, obj.fset, obj.fdel, obj.__doc__)
 
 
 def reduce_cached_property(pickler, obj):
@@ -44,49 +57,274 @@ def reduce_cached_property(pickler, obj):
                                                           "__doc__": obj.__doc__})
 
 
-def reduce_mappingproxy(pickler, obj):
-    return types.MappingProxyType, (dict(obj),)
-
-
 def reduce_getset_or_member(pickler, obj):
     # Descriptors of builtin types: int.real, a class's __dict__ entry...
     return getattr, (obj.__objclass__, obj.__name__)
 
 
-def reduce_dict_view(kind):
-    method = getattr(dict, kind)
+# -- mappings and views ------------------------------------------------------
 
-    def reduce(pickler, obj):
-        # A view of a fresh dict: the contents survive, live-ness cannot.
-        return method, (dict(_view_mapping(obj)),)
+def _referent(obj):
+    """The single object a proxy or view wraps (its only GC referent)."""
+    found = gc.get_referents(obj)
+    return found[0] if len(found) == 1 else None
+
+
+# Descriptors that name the class they belong to in ``__objclass__``: every
+# class namespace but the plainest holds one (``__dict__``, ``__weakref__``,
+# slots, or the methods of a builtin type).
+_OWNED_DESCRIPTORS = (types.GetSetDescriptorType, types.MemberDescriptorType,
+                      types.WrapperDescriptorType, types.MethodDescriptorType,
+                      types.ClassMethodDescriptorType)
+
+
+def _owner_of_namespace(namespace: dict):
+    """The class whose ``__dict__`` is ``namespace``, or None if no descriptor says."""
+    for value in namespace.values():
+        if type(value) in _OWNED_DESCRIPTORS:
+            owner = value.__objclass__
+            if _referent(owner.__dict__) is namespace:
+                return owner
+    return None
+
+
+def reduce_mappingproxy(pickler, obj):
+    mapping = _referent(obj)
+    if mapping is None:
+        return types.MappingProxyType, (dict(obj),)
+    if type(mapping) is dict:
+        owner = _owner_of_namespace(mapping)
+        if owner is not None:
+            return getattr, (owner, "__dict__")  # a class's namespace: the class's own
+    # The wrapped mapping itself, so a payload holding both keeps them linked.
+    return types.MappingProxyType, (mapping,)
+
+
+def _reduce_view(make_dict, method, kind):
+    # Like cloudpickle, only what the view shows travels (keys alone for a
+    # keys view), rebuilt as a view of a fresh mapping: a keys view of a dict
+    # whose values cannot be pickled still pickles.
+    if kind == "keys":
+        def reduce(pickler, obj):
+            return method, (Call(make_dict.fromkeys, (list(obj),)),)
+    elif kind == "values":
+        def reduce(pickler, obj):
+            return method, (Call(make_dict, (Call(enumerate, (list(obj),)),)),)
+    else:
+        def reduce(pickler, obj):
+            return method, (Call(make_dict, (list(obj),)),)
+    return reduce
+
+
+# -- weak containers ---------------------------------------------------------
+# Their contents are pickled strongly, like any other reference; after load
+# an entry survives only while something else (typically the same payload)
+# keeps its referent alive, which is what a weak container means.
+# Entries are added as BUILD/SETITEMS steps once the container is memoized,
+# so referents that point back at their container pickle fine.
+
+def reduce_weakset(pickler, obj):
+    items = list(obj)
+    if not items:
+        return weakref.WeakSet, ()
+    return weakref.WeakSet, (), Call(weakref.WeakSet.update, (obj, items))
+
+
+def reduce_weak_mapping(pickler, obj):
+    items = list(obj.items())
+    return type(obj), (), None, None, iter(items) if items else None
+
+
+# -- functools / operator ----------------------------------------------------
+
+_LRU_WRAPPER = functools._lru_cache_wrapper if isinstance(
+    getattr(functools, "_lru_cache_wrapper", None), type) else None
+# What functools.update_wrapper copies onto a wrapper (3.12 adds __type_params__).
+_WRAPPER_ASSIGNED = frozenset(functools.WRAPPER_ASSIGNMENTS)
+
+
+def _rewrap_extras(wrapper, wrapped, rebuilt: frozenset = frozenset()):
+    """Attributes of ``wrapper`` that re-decorating ``wrapped`` would not restore.
+
+    ``functools.update_wrapper`` copies ``wrapped``'s name, doc, ``__dict__``...
+    onto the wrapper again at load, so those stay out of the payload; names in
+    ``rebuilt`` are recreated by the decorator itself. Anything set on the
+    wrapper afterwards travels, applied with setattr (BUILD slot state).
+    """
+    wrapped_dict = getattr(wrapped, "__dict__", {})
+    extra = {}
+    for name, value in vars(wrapper).items():
+        if name in rebuilt:
+            continue
+        if name == "__wrapped__" and value is wrapped:
+            continue
+        if name in _WRAPPER_ASSIGNED and getattr(wrapped, name, _MISSING) is value:
+            continue
+        if name in wrapped_dict and wrapped_dict[name] is value:
+            continue
+        extra[name] = value
+    return (None, extra) if extra else None
+
+
+def reduce_lru_cache(pickler, obj):
+    """``functools.lru_cache(maxsize, typed)(func)`` with an empty cache.
+
+    An importable cached function is stored by name; one from ``__main__``
+    (or a by-value module) is rebuilt around its function sent by value.
+    """
+    if lookup_by_reference(obj) is not None:
+        return NotImplemented
+    try:
+        params = obj.cache_parameters()
+        func = obj.__wrapped__
+    except AttributeError:
+        return NotImplemented  # made without lru_cache(): no way to know maxsize/typed
+    decorator = Call(functools.lru_cache, (params["maxsize"], params["typed"]))
+    extras = _rewrap_extras(obj, func, frozenset({"cache_parameters"}))
+    return operator.call, (decorator, func), extras
+
+
+# Functions that stdlib decorators return are closures over stdlib internals.
+# Sent by value they would carry that internal code (and, for singledispatch,
+# a weak dispatch cache); re-applying the decorator on load is smaller and uses
+# the loading side's own stdlib. ``function_reducers()`` maps the code object
+# of each such closure to its reducer.
+
+def reduce_singledispatch(pickler, func):
+    """``functools.singledispatch(default)`` plus one ``register`` per type."""
+    registry = func.registry
+    default = registry.get(object)
+    if default is None:
+        return NotImplemented
+    effects = [Call(operator.methodcaller("register", cls, impl), (func,))
+               for cls, impl in registry.items() if cls is not object]
+    extras = _rewrap_extras(func, default,
+                            frozenset({"register", "dispatch", "registry", "_clear_cache"}))
+    if effects:
+        # register() returns the implementation, not None: evaluate the calls
+        # inside a tuple whose first item is None and keep that item as
+        # BUILD's dict state (None: nothing to set).
+        effect = Call(operator.getitem, ((None, *effects), 0))
+        extras = (effect, extras[1] if extras else None)
+    return functools.singledispatch, (default,), extras
+
+
+def _reduce_redecorated(decorator):
+    def reduce(pickler, func):
+        wrapped = getattr(func, "__wrapped__", None)
+        if wrapped is None:
+            return NotImplemented
+        return decorator, (wrapped,), _rewrap_extras(func, wrapped)
 
     return reduce
 
 
-def _view_mapping(view):
-    return view.mapping
+def function_reducers() -> dict:
+    """``id(code)`` -> reducer, for the closures stdlib decorators return.
+
+    For the function reducer to consult with ``func.__code__`` (one dict
+    lookup on an int: hashing a code object itself is not cheap) before it
+    sends a by-value function's closure. Each reducer checks the code object
+    is the expected one, and may return NotImplemented to fall back to the
+    generic path.
+    """
+    import contextlib
+
+    def gen():
+        yield
+
+    async def agen():
+        yield
+
+    table = {}
+    for decorator, sample, reduce in (
+        (functools.singledispatch, lambda arg: None, reduce_singledispatch),
+        (contextlib.contextmanager, gen, _reduce_redecorated(contextlib.contextmanager)),
+        (contextlib.asynccontextmanager, agen,
+         _reduce_redecorated(contextlib.asynccontextmanager)),
+    ):
+        table[id(decorator(sample).__code__)] = _only_for(decorator(sample).__code__, reduce)
+    return table
 
 
-def reduce_named_singleton(module_name: str, attr: str):
-    def reduce(pickler, obj):
-        return getattr, (importlib.import_module(module_name), attr)
+def _only_for(code, reduce):
+    # Holds ``code`` (so its id is never reused) and guards against a stale id.
+    def checked(pickler, func):
+        if func.__code__ is not code:
+            return NotImplemented
+        return reduce(pickler, func)
 
-    return reduce
+    return checked
+
+
+# -- misc --------------------------------------------------------------------
+
+_STD_STREAMS = ("stdout", "stderr", "stdin", "__stdout__", "__stderr__", "__stdin__")
+
+
+def reduce_text_stream(pickler, obj):
+    # The loading process's own stream of the same name; other files refuse.
+    for name in _STD_STREAMS:
+        if getattr(sys, name, None) is obj:
+            return getattr, (sys, name)
+    return NotImplemented
+
+
+def reduce_count(pickler, obj):
+    # itertools stops supporting pickle in 3.14 (deprecated from 3.12), so
+    # read the position from the repr: 'count(5)' or 'count(0.5, 0.25)'.
+    import ast
+
+    text = repr(obj)
+    try:
+        args = ast.literal_eval(text[len("count"):])
+    except (ValueError, SyntaxError):
+        return NotImplemented
+    if type(args) is not tuple:
+        args = (args,)
+    if not text.startswith("count(") or not all(type(a) in (int, float) for a in args):
+        return NotImplemented  # Fraction, Decimal...: the default reduce, while it exists
+    return itertools.count, args
+
+
+def reduce_memoryview(pickler, obj):
+    # A copy of the viewed bytes; shape and format come back through cast()
+    # for the formats cast() accepts (native single characters).
+    buffer = (bytes if obj.readonly else bytearray)(obj.tobytes())
+    if obj.format == "B" and obj.ndim == 1:
+        return memoryview, (buffer,)
+    fmt = obj.format.lstrip("@")
+    if len(fmt) == 1:
+        return operator.methodcaller("cast", fmt, list(obj.shape)), (Call(memoryview, (buffer,)),)
+    return memoryview, (buffer,)
 
 
 def reducers() -> dict:
     table = {
         types.ModuleType: reduce_module,
-        staticmethod: reduce_staticmethod,
-        classmethod: reduce_classmethod,
+        staticmethod: reduce_wrapping_descriptor,
+        classmethod: reduce_wrapping_descriptor,
+        abc.abstractclassmethod: reduce_wrapping_descriptor,
+        abc.abstractstaticmethod: reduce_wrapping_descriptor,
         property: reduce_property,
+        abc.abstractproperty: reduce_property,
         functools.cached_property: reduce_cached_property,
         types.MappingProxyType: reduce_mappingproxy,
         types.GetSetDescriptorType: reduce_getset_or_member,
         types.MemberDescriptorType: reduce_getset_or_member,
+        weakref.WeakSet: reduce_weakset,
+        weakref.WeakValueDictionary: reduce_weak_mapping,
+        weakref.WeakKeyDictionary: reduce_weak_mapping,
+        io.TextIOWrapper: reduce_text_stream,
+        itertools.count: reduce_count,
+        memoryview: reduce_memoryview,
     }
+    if _LRU_WRAPPER is not None:
+        table[_LRU_WRAPPER] = reduce_lru_cache
     for kind in ("keys", "values", "items"):
-        table[type(getattr({}, kind)())] = reduce_dict_view(kind)
+        table[type(getattr({}, kind)())] = _reduce_view(dict, getattr(dict, kind), kind)
+        odict = collections.OrderedDict
+        table[type(getattr(odict(), kind)())] = _reduce_view(odict, getattr(odict, kind), kind)
     return table
 
 
@@ -129,3 +367,6 @@ def late_reducers() -> dict:
         for kind, names_by_id in by_type.items():
             table[kind] = _reduce_singleton_of(module, names_by_id)
     return table
+
+
+_MISSING = object()

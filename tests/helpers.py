@@ -97,6 +97,7 @@ def run_script(
     cwd: Path | str | None = None,
     args: Sequence[str] = (),
     name: str = "script.py",
+    flags: Sequence[str] = (),
 ) -> subprocess.CompletedProcess:
     """Write dedented ``source`` to a script and run it as ``__main__``.
 
@@ -110,7 +111,7 @@ def run_script(
     script = folder / name
     script.write_text(textwrap.dedent(source), encoding="utf-8")
     return subprocess.run(
-        [python, "-X", "faulthandler", name, *args],
+        [python, *flags, "-X", "faulthandler", name, *args],
         cwd=folder,
         env=child_env(env),
         capture_output=True,
@@ -130,6 +131,7 @@ def run_roundtrip(
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
     consumer_python: str | None = None,
+    consumer_flags: Sequence[str] = (),
 ) -> str:
     """Produce a payload in one process, consume it in another; return stdout.
 
@@ -144,7 +146,8 @@ def run_roundtrip(
       environment variable (see ``LOAD``).
     * Both children run with ``-X faulthandler`` under ``python`` (the test's
       own interpreter by default; ``consumer_python`` overrides the
-      consumer's).
+      consumer's); ``consumer_flags`` go before the script name (e.g.
+      ``("-I", "-S")`` for a loader that sees only the standard library).
 
     Returns the consumer's stripped stdout. Raises AssertionError with both
     processes' stdout and stderr if either exits non-zero or the producer
@@ -181,6 +184,7 @@ def run_roundtrip(
         timeout=timeout,
         cwd=tmp_path / "consumer",
         name="consume.py",
+        flags=consumer_flags,
     )
     if cons.returncode != 0:
         raise AssertionError(_format_failure("consumer", cons, ("producer", prod)))

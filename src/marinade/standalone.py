@@ -1,0 +1,168 @@
+"""Standalone payloads: loadable where marinade is not installed.
+
+A default payload names marinade's reconstructors (``marinade._rebuild.*``),
+so the loading side needs marinade importable. A standalone payload instead
+names only standard-library callables, and carries the few reconstructors it
+needs (class rebuilding) inside itself, pickled by value like any other
+function. The rewriting happens on the reduce tuples the default reducers
+produce, so both modes share one set of reducers:
+
+- ``_rebuild.function(data, tag, globals, closure)`` becomes
+  ``types.FunctionType(<code>, globals, None, None, closure)``;
+- ``_rebuild.cell(*contents)`` becomes ``types.CellType(*contents)``;
+- ``_rebuild.load_code(data, tag)`` becomes ``<guarded marshal.loads>(data)``;
+- other ``_rebuild`` functions (``rebuild_class``, ``set_class_state``) are
+  pickled by value, with the private helpers they use.
+
+Bytecode only runs on the CPython version that compiled it, and feeding
+another version's bytecode to ``marshal.loads`` could crash the interpreter.
+So every payload gets ``marshal.loads`` through a guard built from plain
+pickle operations: ``{OK: marshal.loads}[TEMPLATE.format(sys.version_info)]``.
+On the producing version the formatted key equals ``OK``; on any other the
+lookup raises ``KeyError`` whose message names both versions, before any
+bytecode is touched.
+"""
+
+from __future__ import annotations
+
+import builtins
+import marshal
+import operator
+import sys
+import types
+
+from . import _compat, _rebuild
+from .reduce._expr import Call
+
+# Short on purpose: both strings are in every payload. On a mismatch the
+# KeyError reads e.g. 'CPython 3.11 bytecode cannot run on 3.12'.
+_GUARD_TEMPLATE = "CPython {made} bytecode cannot run on {{0.major}}.{{0.minor}}"
+
+
+def _version_guard_text() -> tuple[str, str]:
+    made = f"{_compat.PY_VERSION[0]}.{_compat.PY_VERSION[1]}"
+    template = _GUARD_TEMPLATE.format(made=made)
+    return template, template.format(sys.version_info)
+
+
+class _VersionInfo:
+    """Pickles as a reference to ``sys.version_info`` (read at load time)."""
+
+    __slots__ = ()
+
+
+def reduce_version_info(pickler, obj):
+    return getattr, (sys, "version_info")
+
+
+class _CallableCall(Call):
+    """A ``Call`` used as the callable of another reduce tuple.
+
+    The C pickler insists the first item of a reduce tuple be callable; the
+    real callable only exists at load time.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, *args):
+        raise TypeError("a marinade load-time expression cannot be called while pickling")
+
+
+class StandaloneState:
+    """Per-pickler state: the guarded ``marshal.loads`` and code memo."""
+
+    __slots__ = ("guarded_loads", "code_calls", "globals_by_module")
+
+    def __init__(self):
+        template, ok = _version_guard_text()
+        key = Call(template.format, (_VersionInfo(),))
+        self.guarded_loads = _CallableCall(operator.getitem, ({ok: marshal.loads}, key))
+        # One Call per distinct code bytes object, so the pickle memo shares
+        # the rebuilt code object between functions (20,000 closures of one
+        # function load their code once).
+        self.code_calls: dict[int, tuple[bytes, Call]] = {}
+        self.globals_by_module: dict[str, dict] = {}
+
+    def module_globals(self, module_name: str) -> dict:
+        """One minimal globals dict per module for functions that use no globals."""
+        fn_globals = self.globals_by_module.get(module_name)
+        if fn_globals is None:
+            fn_globals = self.globals_by_module[module_name] = {
+                "__name__": module_name, "__builtins__": builtins}
+        return fn_globals
+
+    def code(self, data: bytes) -> Call:
+        entry = self.code_calls.get(id(data))
+        if entry is None:
+            entry = self.code_calls[id(data)] = (data, Call(self.guarded_loads, (data,)))
+        return entry[1]
+
+
+def rewrite(pickler, reduced):
+    """Replace references to ``marinade._rebuild`` in a reduce tuple."""
+    if type(reduced) is not tuple:
+        return reduced
+    func = reduced[0]
+    if func is _rebuild.function:
+        state = pickler._standalone_state
+        args = reduced[1]
+        fn_globals = args[2]
+        if type(fn_globals) is str:
+            fn_globals = state.module_globals(fn_globals)
+        elif "__builtins__" not in fn_globals:
+            # 3.12+ C code (PyImport_Import, e.g. for ``Generic[T]``) reads
+            # __builtins__ from the calling function's globals.
+            fn_globals["__builtins__"] = builtins
+        new_args = (state.code(args[0]), fn_globals)
+        if len(args) > 3:
+            new_args += (None, None, args[3])  # name, defaults, closure
+        return (types.FunctionType, new_args) + reduced[2:]
+    if func is _rebuild.cell:
+        return (types.CellType,) + reduced[1:]
+    if func is _rebuild.load_code:
+        data = reduced[1][0]
+        return pickler._standalone_state.code(data).as_reduce()
+    return reduced
+
+
+def is_rebuild_function(obj) -> bool:
+    """A marinade reconstructor (or helper) that must travel by value."""
+    return type(obj) is types.FunctionType and obj.__module__ == _rebuild.__name__
+
+
+_shippable_cache: dict = {}
+
+
+def shippable_rebuild_function(func: types.FunctionType) -> types.FunctionType:
+    """``func`` with its code trimmed for shipping inside payloads.
+
+    Docstrings and line tables only cost bytes in every payload, and the
+    installation path in ``co_filename`` would make payloads differ between
+    machines.
+    """
+    twin = _shippable_cache.get(func)
+    if twin is None:
+        twin = types.FunctionType(_trim_code(func.__code__), func.__globals__, func.__name__,
+                                  func.__defaults__, func.__closure__)
+        twin.__kwdefaults__ = func.__kwdefaults__
+        _shippable_cache[func] = twin
+    return twin
+
+
+def _trim_code(code: types.CodeType) -> types.CodeType:
+    consts = tuple(_trim_code(c) if type(c) is types.CodeType else c for c in code.co_consts)
+    if consts and type(consts[0]) is str and code.co_flags & _CO_FUNCTION_LIKE:
+        consts = (None,) + consts[1:]  # the docstring
+    return code.replace(co_consts=consts, co_linetable=b"", co_filename="<marinade._rebuild>")
+
+
+# Code objects of def/lambda bodies (not modules or classes) keep their
+# docstring in co_consts[0]; CO_OPTIMIZED | CO_NEWLOCALS marks them.
+_CO_FUNCTION_LIKE = 0x1 | 0x2
+
+
+def _reduce_callable_call(pickler, obj):
+    return obj.as_reduce()
+
+
+STANDALONE_REDUCERS = {_VersionInfo: reduce_version_info, _CallableCall: _reduce_callable_call}

@@ -8,19 +8,23 @@ through to pickle's own ``__reduce_ex__`` handling.
 
 from __future__ import annotations
 
+import builtins
 import copyreg
 import io
 import pickle
+import sys
 import types
 
 from . import _diagnose
+from . import standalone as _standalone
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
+from .frames import reducers as _frame_reducers
 from .reduce import stdlib
 from .reduce import typing as typing_reducers
 from .reduce._expr import Call
 from .reduce.classes import reduce_class
-from .reduce.code import reduce_code
+from .reduce.code import global_names, reduce_code
 from .reduce.function import reduce_cell, reduce_function
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -29,7 +33,8 @@ _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement or 
 
 
 def _reduce_function_or_ref(pickler, func):
-    if lookup_by_reference(func) is not None:
+    # A "<" in the qualname (<lambda>, <locals>) rules out a reference: skip the lookup.
+    if "<" not in func.__qualname__ and lookup_by_reference(func) is not None:
         return NotImplemented  # pickle stores module + qualname
     return reduce_function(pickler, func)
 
@@ -46,8 +51,7 @@ _TYPES_ALIASES = {
     value: name
     for name, value in vars(types).items()
     if isinstance(value, type) and value.__module__ == "builtins"
-    and getattr(__builtins__ if isinstance(__builtins__, dict) else vars(__builtins__),
-                "get")(value.__qualname__) is not value
+    and getattr(builtins, value.__qualname__, None) is not value
 }
 
 _BASE_REDUCERS = {
@@ -57,18 +61,70 @@ _BASE_REDUCERS = {
     Call: _reduce_call,
     **stdlib.reducers(),
     **typing_reducers.reducers(),
+    **_frame_reducers(),
 }
-_late_cache: dict[frozenset, dict] = {}
+_late_cache: dict = {}
+# Modules whose sentinels get late reducers. Keying the cache on these module
+# objects is much cheaper than asking stdlib for its key on every Pickler.
+_LATE_MODULES: tuple[str, ...] = tuple(getattr(stdlib, "_SINGLETONS", ()))
 
 
 def _current_reducers() -> dict:
-    late = stdlib.late_reducers_key()
+    if len(_LATE_MODULES) == 1:  # the usual case: one dict lookup per Pickler
+        late = sys.modules.get(_LATE_MODULES[0])
+    elif _LATE_MODULES:
+        late = tuple(map(sys.modules.get, _LATE_MODULES))
+    else:
+        late = stdlib.late_reducers_key()
     table = _late_cache.get(late)
     if table is None:
         table = dict(_BASE_REDUCERS)
         table.update(stdlib.late_reducers())
         _late_cache[late] = table
     return table
+
+
+def _check_protocol(protocol: int | None) -> int:
+    if protocol is None:
+        return DEFAULT_PROTOCOL
+    if protocol < 0:
+        return pickle.HIGHEST_PROTOCOL  # pickle's convention for "the highest"
+    if protocol < 2:
+        raise ValueError(f"marinade needs pickle protocol 2 or higher, got {protocol}")
+    return protocol
+
+
+def _fast_override(pickler: Pickler, shared: dict):
+    """A ``reducer_override`` for one dump, installed on the pickler by ``dump``.
+
+    Same decisions as ``Pickler.reducer_override``, but the C pickler calls it
+    for every instance of every class, so it is a closure (no attribute
+    lookups) and remembers, for this dump, the types that need nothing from
+    us: a list of 100,000 instances costs one dict lookup per instance.
+    """
+    table = shared
+    own = None
+
+    def reducer_override(obj):
+        nonlocal table, own
+        try:
+            reducer = table[type(obj)]
+        except KeyError:
+            if isinstance(obj, type):
+                return pickler._reduce_type(obj)
+            if own is None:
+                own = table = dict(shared)
+            own[type(obj)] = False  # an ordinary instance: pickle's own __reduce_ex__
+            return NotImplemented
+        if reducer is False:
+            return NotImplemented
+        if reducer is _reduce_function_or_ref:  # the hottest reducer, inlined
+            if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
+                return NotImplemented
+            return reduce_function(pickler, obj)
+        return reducer(pickler, obj)
+
+    return reducer_override
 
 
 class Pickler(pickle.Pickler):
@@ -80,23 +136,23 @@ class Pickler(pickle.Pickler):
     handle); entries in ``dispatch_table`` take precedence over marinade's.
     """
 
-    def __init__(self, file, protocol: int | None = None, *, buffer_callback=None):
-        if protocol is None:
-            protocol = DEFAULT_PROTOCOL
-        if protocol < 2:
-            raise ValueError(f"marinade needs pickle protocol 2 or higher, got {protocol}")
-        super().__init__(file, protocol, buffer_callback=buffer_callback)
+    def __init__(self, file, protocol: int | None = None, *, buffer_callback=None,
+                 standalone: bool = False):
+        protocol = _check_protocol(protocol)
+        if type(self) is Pickler and buffer_callback is None:
+            _base_init(self, file, protocol)  # (cheaper than super() with keywords)
+        else:
+            super().__init__(file, protocol, buffer_callback=buffer_callback)
         self._protocol = protocol
-        self._reducers = _current_reducers()
-        user_table = getattr(self, "dispatch_table", None)
-        if user_table is not None and user_table is not copyreg.dispatch_table:
-            overridden = [t for t in self._reducers if t in user_table]
-            if overridden:
-                self._reducers = {t: r for t, r in self._reducers.items() if t not in user_table}
-        # Per-dump state: rebuilt globals dicts and the cells already planned.
-        self._globals_by_id: dict = {}
-        self._cells_seen: dict = {}
-        self._deferred_cells: set = set()
+        table = _current_reducers()
+        if type(self) is not Pickler:  # only a subclass can bring a dispatch_table
+            user_table = getattr(self, "dispatch_table", None)
+            if user_table is not None and user_table is not copyreg.dispatch_table:
+                if any(t in user_table for t in table):
+                    table = {t: r for t, r in table.items() if t not in user_table}
+        self._reducers = table
+        self._standalone_state = _standalone.StandaloneState() if standalone else None
+        _reset_state(self)
 
     def reducer_override(self, obj):
         reducer = self._reducers.get(type(obj))
@@ -105,6 +161,17 @@ class Pickler(pickle.Pickler):
         if isinstance(obj, type):
             return self._reduce_type(obj)
         return NotImplemented
+
+    def _standalone_reducer_override(self, obj):
+        # Same reducers, then references to marinade._rebuild swapped for
+        # stdlib callables or shipped by value (see standalone.py).
+        if _standalone.is_rebuild_function(obj):
+            return _standalone.rewrite(
+                self, reduce_function(self, _standalone.shippable_rebuild_function(obj)))
+        reducer = _standalone.STANDALONE_REDUCERS.get(type(obj))
+        if reducer is not None:
+            return reducer(self, obj)
+        return _standalone.rewrite(self, type(self).reducer_override(self, obj))
 
     def _reduce_type(self, cls: type):
         if not cls.__flags__ & _HEAPTYPE:
@@ -117,6 +184,19 @@ class Pickler(pickle.Pickler):
         return reduce_class(self, cls)
 
     def dump(self, obj) -> None:
+        # The C pickler looks ``reducer_override`` up at the start of every
+        # dump: an instance attribute set only for this dump picks the fast
+        # closure (or standalone's) without a pickler -> method -> pickler
+        # cycle outliving the dump (it would keep the memo, and so every
+        # pickled object, alive until the next garbage collection).
+        override = None
+        if "reducer_override" not in self.__dict__:
+            if self._standalone_state is not None:
+                override = self._standalone_reducer_override
+            elif type(self).reducer_override is _BASE_OVERRIDE:
+                override = _fast_override(self, self._reducers)
+        if override is not None:
+            self.reducer_override = override
         try:
             super().dump(obj)
         except RecursionError as exc:
@@ -129,23 +209,102 @@ class Pickler(pickle.Pickler):
         except _diagnose.PICKLING_FAILURES as exc:
             raise PicklingError(_diagnose.explain_failure(obj, exc, type(self),
                                                           self._protocol)) from exc
+        finally:
+            if override is not None:
+                del self.reducer_override
 
 
-def dumps(obj, protocol: int | None = None, *, buffer_callback=None) -> bytes:
-    """Pickle ``obj`` to bytes, functions and classes by value where needed."""
+_BASE_OVERRIDE = Pickler.reducer_override
+_base_init = pickle.Pickler.__init__
+
+
+def _reset_state(pickler) -> None:
+    # Per-dump state read by the reducers: rebuilt globals dicts and the
+    # cells already planned.
+    pickler._globals_by_id = {}
+    pickler._cells_seen = {}
+    pickler._deferred_cells = set()
+
+
+class _FunctionState:
+    """Stands in for a Pickler in ``reduce_function``, for the ``dumps`` fast path.
+
+    Simple functions never touch the per-dump state, so it is made on demand.
+    """
+
+    def __getattr__(self, name):
+        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells"):
+            raise AttributeError(name)
+        _reset_state(self)
+        return getattr(self, name)
+
+
+# Payloads of top-level functions whose reduce tuple holds only atoms (no
+# closure, no globals, no extra attributes): the payload is then a function
+# of that tuple alone, so it is made once by the real Pickler and reused.
+_simple_payloads: dict[tuple, bytes] = {}
+_SIMPLE_MAX = 1024
+_SIMPLE_ARGS = frozenset({bytes, str, int, type(None)})
+_FunctionType = types.FunctionType
+
+
+def _simple_function_payload(func, protocol: int) -> bytes | None:
+    """``dumps(func)`` from the cache above, or None when it does not apply."""
+    if func.__closure__ is not None or func.__defaults__ is not None \
+            or global_names(func.__code__) or lookup_by_reference(func) is not None:
+        return None
+    try:
+        reduced = reduce_function(_FunctionState(), func)
+    except AttributeError:  # a reducer wanting more of the pickler: the normal path
+        return None
+    if len(reduced) != 2:
+        return None
+    rebuild, args = reduced
+    for arg in args:
+        if type(arg) not in _SIMPLE_ARGS:
+            return None
+    key = (protocol, rebuild, args)
+    data = _simple_payloads.get(key)
+    if data is None:
+        file = io.BytesIO()
+        Pickler(file, protocol).dump(func)
+        data = file.getvalue()
+        if len(_simple_payloads) >= _SIMPLE_MAX:
+            _simple_payloads.clear()
+        _simple_payloads[key] = data
+    return data
+
+
+def dumps(obj, protocol: int | None = None, *, buffer_callback=None,
+          standalone: bool = False) -> bytes:
+    """Pickle ``obj`` to bytes, functions and classes by value where needed.
+
+    With ``standalone=True`` the payload names only standard-library
+    callables and loads where marinade is not installed.
+    """
+    if type(obj) is _FunctionType and not standalone and buffer_callback is None:
+        data = _simple_function_payload(obj, _check_protocol(protocol))
+        if data is not None:
+            return data
     file = io.BytesIO()
-    Pickler(file, protocol, buffer_callback=buffer_callback).dump(obj)
+    Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone).dump(obj)
     return file.getvalue()
 
 
-def dump(obj, file, protocol: int | None = None, *, buffer_callback=None) -> None:
-    """Pickle ``obj`` to the binary ``file``."""
-    Pickler(file, protocol, buffer_callback=buffer_callback).dump(obj)
+def dump(obj, file, protocol: int | None = None, *, buffer_callback=None,
+         standalone: bool = False) -> None:
+    """Pickle ``obj`` to the binary ``file`` (``standalone`` as in ``dumps``)."""
+    Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone).dump(obj)
 
 
 def loads(data, *, buffers=None):
     """Load a payload; the same as ``pickle.loads``."""
-    return pickle.loads(data, buffers=buffers)
+    if buffers is None:
+        return _pickle_loads(data)
+    return _pickle_loads(data, buffers=buffers)
+
+
+_pickle_loads = pickle.loads
 
 
 def load(file, *, buffers=None):

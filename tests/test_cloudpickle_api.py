@@ -42,8 +42,6 @@ def test_keyword_arguments_are_accepted(name):
     assert [p for p in by_keyword if p not in ours] == []
 
 
-@pytest.mark.xfail(strict=True, reason="marinade makes buffer_callback keyword-only; "
-                   "cloudpickle.dumps(obj, protocol, buffer_callback) takes it positionally")
 def test_positional_buffer_callback():
     buffers = []
     data = marinade.dumps(pickle.PickleBuffer(bytearray(b"xyz")), 5, buffers.append)
@@ -155,8 +153,6 @@ def test_customised_picklers(tmp_path):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="Pickler reads dispatch_table once, in __init__: a "
-                   "table assigned later does not override marinade's own reducers")
 def test_dispatch_table_assigned_after_init_overrides_builtin_reducers():
     import weakref
 

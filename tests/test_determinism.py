@@ -19,8 +19,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from helpers import DUMP, LOAD, child_env, run_roundtrip, run_script
 
 PRODUCER = textwrap.dedent('''

@@ -568,9 +568,6 @@ def test_type_parameter_syntax(tmp_path):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="Pickler.clear_memo() does not reset marinade's per-dump "
-                   "state (_pickler.py): a function pickled again after it comes back "
-                   "without its globals and with empty cells (reported to the lead)")
 def test_pickler_reused_after_clear_memo():
     import io
     import pickle

@@ -235,9 +235,6 @@ def test_pickler_subclass_in_process():
     assert (special, replaced, prop, lam()) == (20, "replaced by user", "user's property", 3)
 
 
-@pytest.mark.xfail(strict=True, reason="marinade.Pickler reads dispatch_table once in "
-                   "__init__: a table assigned to the instance afterwards (the pattern "
-                   "the pickle docs show) loses to marinade's own reducers")
 def test_dispatch_table_set_on_instance():
     buf = io.BytesIO()
     pickler = marinade.Pickler(buf)

@@ -13,9 +13,10 @@ import sys
 import textwrap
 
 import pytest
-from helpers import run_roundtrip, run_script
 
 import marinade
+
+from helpers import run_roundtrip, run_script
 
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 ISOLATED = ("-I", "-S")
@@ -298,7 +299,7 @@ def test_other_python_version_is_refused_clearly(tmp_path):
     run_script(tmp_path, "", name="unused.py")  # make the folder
     payload = tmp_path / "payload.bin"
     payload.write_bytes(marinade.dumps(lambda x: x + 1, standalone=True))
-    here = "%d.%d" % sys.version_info[:2]
+    here = "{}.{}".format(*sys.version_info[:2])
     for other in others:
         proc = run_script(tmp_path, f"""
             import pickle
@@ -312,7 +313,7 @@ def test_other_python_version_is_refused_clearly(tmp_path):
         assert proc.returncode == 0, proc.stderr
         there = proc.stdout.strip()
         assert there.startswith("KeyError"), there
-        version = "%d.%d" % _version_of(other)
+        version = "{}.{}".format(*_version_of(other))
         assert f"CPython {here}" in there and f"run on {version}" in there, there
 
 

@@ -22,13 +22,17 @@ def _version_error(tag):
     return pickle.UnpicklingError(
         f"this payload holds code compiled by CPython {tag // 256}.{tag % 256} and cannot "
         f"run on CPython {sys.version_info[0]}.{sys.version_info[1]}: bytecode differs between "
-        "versions. Load it with the same Python version, or create it with "
-        "marinade.dumps(..., portable=True)."
+        f"versions. Load it with CPython {tag // 256}.{tag % 256}."
     )
 
 
 _HERE = sys.version_info[0] * 256 + sys.version_info[1]
-_code_cache = None
+# bytes -> code. A plain dict, not a weak one: a weak cache forgets a code
+# object as soon as the loaded function is dropped, so loading the same small
+# payload again paid marshal.loads every time. Cleared when full, so memory
+# stays bounded whatever the process loads.
+_code_cache: dict = {}
+_CODE_CACHE_SIZE = 512
 
 
 def load_code(data, tag):
@@ -37,23 +41,21 @@ def load_code(data, tag):
     Loads of the same bytes share one code object (a payload with thousands
     of closures of one function, or the same payload loaded again).
     """
+    code = _code_cache.get(data)
+    if code is not None and tag == _HERE:
+        return code
     if tag != _HERE:
         raise _version_error(tag)
-    global _code_cache
-    if _code_cache is None:
-        import weakref
+    import marshal
 
-        _code_cache = weakref.WeakValueDictionary()
-    code = _code_cache.get(data)
-    if code is None:
-        import marshal
+    code = marshal.loads(data)
+    if type(code) is not types.CodeType:
+        import pickle
 
-        code = marshal.loads(data)
-        if type(code) is not types.CodeType:
-            import pickle
-
-            raise pickle.UnpicklingError(f"expected marshalled code, got {type(code).__name__}")
-        _code_cache[data] = code
+        raise pickle.UnpicklingError(f"expected marshalled code, got {type(code).__name__}")
+    if len(_code_cache) >= _CODE_CACHE_SIZE:
+        _code_cache.clear()
+    _code_cache[data] = code
     return code
 
 

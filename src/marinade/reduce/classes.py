@@ -30,8 +30,8 @@ from weakref import WeakKeyDictionary
 from .. import _registry
 from .._lookup import lookup_by_reference
 from .._rebuild import enum_member, rebuild_class, set_class_state
-from .code import global_names
 from ._expr import stable
+from .code import global_names
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()

@@ -205,7 +205,7 @@ def reduce_singledispatch(pickler, func):
         # inside a tuple whose first item is None and keep that item as
         # BUILD's dict state (None: nothing to set).
         effect = Call(operator.getitem, ((None, *effects), 0))
-        extras = (effect, extras[1] if extras else None)
+        extras = (effect, extras[1] if extras else {})  # BUILD rejects a None slot state
     return functools.singledispatch, (default,), extras
 
 

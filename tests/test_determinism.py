@@ -226,3 +226,34 @@ print(type(obj.COLORS).__name__, sorted(obj.COLORS), type(obj.FROZEN).__name__,
       obj().has("a"), obj().has("z"))
 """)
     assert out == "set ['green', 'red'] frozenset True False"
+
+
+def test_notebook_cell_file_names_do_not_change_payloads(tmp_path):
+    # The same cell run in two kernels (different pid, execution count) must
+    # give the same bytes; the code still loads and runs in another process.
+    script = """
+        import hashlib, sys, marinade
+        src = "SCALE = 3\\ndef f(x):\\n    return [SCALE * i for i in range(x)]\\n"
+        out = []
+        for filename in sys.argv[1:]:
+            ns = {"__name__": "__main__"}
+            exec(compile(src, filename, "exec"), ns)
+            out.append(hashlib.sha256(marinade.dumps(ns["f"])).hexdigest())
+        print(len(set(out)))
+    """
+    names = [["/tmp/ipykernel_4242/2571830189.py", "/tmp/ipykernel_99/2571830189.py"],
+             ["<ipython-input-3-1f2e3d4c5b6a>", "<ipython-input-17-1f2e3d4c5b6a>"],
+             ["/tmp/ipykernel_4242/2571830189.py", "/tmp/ipykernel_4242/1111111111.py"]]
+    counts = []
+    for pair in names:
+        proc = run_script(tmp_path, script, args=pair)
+        assert proc.returncode == 0, proc.stderr
+        counts.append(proc.stdout.strip())
+    assert counts == ["1", "1", "2"]  # different cells stay different
+    out = run_roundtrip(tmp_path, """
+        import marinade
+        ns = {"__name__": "__main__"}
+        exec(compile("def f(x):\\n    return x * 2\\n", "/tmp/ipykernel_7/123.py", "exec"), ns)
+        obj = ns["f"]
+        """ + DUMP + "\n", LOAD + "\nprint(obj(21), obj.__code__.co_filename)")
+    assert out == "42 <ipykernel>/123.py"

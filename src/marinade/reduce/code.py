@@ -33,7 +33,7 @@ _EXTENDED_ARG = _compat.EXTENDED_ARG
 _FAST_MAX = 4096
 _bytes_fast: dict[int, tuple[types.CodeType, bytes]] = {}
 _names_fast: dict[int, tuple[types.CodeType, frozenset[str]]] = {}
-_payload_cache: WeakKeyDictionary[types.CodeType, bytes] = WeakKeyDictionary()
+_payload_cache: WeakKeyDictionary[types.CodeType, tuple[int, bytes]] = WeakKeyDictionary()
 _names_cache: WeakKeyDictionary[types.CodeType, frozenset[str]] = WeakKeyDictionary()
 
 
@@ -42,14 +42,44 @@ def code_bytes(code: types.CodeType) -> bytes:
     entry = _bytes_fast.get(id(code))
     if entry is not None and entry[0] is code:
         return entry[1]
-    data = _payload_cache.get(code)
-    if data is None:
-        data = canonical_marshal(marshal.dumps(code))
-        _payload_cache[code] = data
+    # Code objects compare equal when only co_filename differs: the weak
+    # level is keyed by equality, so its entry must also be this very object.
+    cached = _payload_cache.get(code)
+    if cached is not None and cached[0] == id(code):
+        data = cached[1]
+    else:
+        shipped = code
+        if _NOTEBOOK_FILENAME.match(code.co_filename):
+            shipped = _with_stable_filename(code)
+        data = canonical_marshal(marshal.dumps(shipped))
+        if cached is None:
+            _payload_cache[code] = (id(code), data)
     if len(_bytes_fast) >= _FAST_MAX:
         _bytes_fast.clear()
     _bytes_fast[id(code)] = (code, data)
     return data
+
+
+# Notebook cells get file names that change from run to run: ipykernel uses
+# /tmp/ipykernel_<pid>/<hash>.py, IPython's terminal <ipython-input-<n>-<hash>>
+# with the execution count n. Caches hash payloads, so the shipped code keeps
+# only the stable part (the hash of the cell source).
+_NOTEBOOK_FILENAME = re.compile(r".*/ipykernel_\d+/(\w+\.py)$|<ipython-input-\d+-(\w+)>$")
+
+
+def _stable_filename(filename: str) -> str:
+    match = _NOTEBOOK_FILENAME.match(filename)
+    if match is None:
+        return filename
+    if match.group(1) is not None:
+        return f"<ipykernel>/{match.group(1)}"
+    return f"<ipython-input-{match.group(2)}>"
+
+
+def _with_stable_filename(code: types.CodeType) -> types.CodeType:
+    consts = tuple(_with_stable_filename(c) if type(c) is _CodeType else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=_stable_filename(code.co_filename), co_consts=consts)
 
 
 # Global-name opcodes as a regex character class: the scan below lets the re

@@ -3,7 +3,7 @@
 #   make venv     create .venv/py3X for every interpreter found, install -e '.[dev]'
 #   make test     run pytest under every venv (PYTEST_ARGS passed through)
 #   make demo     run examples/demo.py with the first interpreter's venv
-#   make bench    run benchmarks/run_all.py with the 3.11 venv
+#   make bench    run benchmarks/run_all.py with the 3.11 venv (JSON + docs/benchmarks.svg)
 #   make lint     ruff check src tests benchmarks
 #   make clean    remove .venv and caches
 #
@@ -68,7 +68,9 @@ demo: venv-first
 	@unset PYTHONPATH; $(VENV_DIR)/$(FIRST_TAG)/bin/python examples/demo.py
 
 bench: venv-bench
-	@unset PYTHONPATH; $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/run_all.py
+	@unset PYTHONPATH; $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/run_all.py \
+	  --json benchmarks/results.json && \
+	  $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/chart.py benchmarks/results.json
 
 lint: venv-first
 	$(VENV_DIR)/$(FIRST_TAG)/bin/ruff check src tests $(wildcard benchmarks)

@@ -62,6 +62,14 @@ def _marinade() -> Library:
                    marinade.__version__)
 
 
+def _marinade_standalone() -> Library:
+    import marinade
+
+    return Library("standalone",
+                   lambda obj: marinade.dumps(obj, PROTOCOL, standalone=True), pickle.loads,
+                   marinade.__version__)
+
+
 def _cloudpickle() -> Library:
     import cloudpickle
 
@@ -84,6 +92,7 @@ def _pickle() -> Library:
 # name -> factory; a factory raising ImportError marks the library missing.
 library_factories: dict[str, Callable[[], Library]] = {
     "marinade": _marinade,
+    "standalone": _marinade_standalone,
     "cloudpickle": _cloudpickle,
     "dill": _dill,
     "pickle": _pickle,
@@ -91,7 +100,7 @@ library_factories: dict[str, Callable[[], Library]] = {
 # Not a pickler: marshal of the bare code object, the floor for one function.
 MARSHAL = "marshal"
 # Column order in tables and charts.
-ORDER = ["marinade", "cloudpickle", "dill", "pickle", MARSHAL]
+ORDER = ["marinade", "standalone", "cloudpickle", "dill", "pickle", MARSHAL]
 
 
 def load_libraries(names: list[str] | None = None) -> dict[str, Library]:

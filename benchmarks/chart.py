@@ -20,6 +20,7 @@ from pathlib import Path
 REFERENCE = "cloudpickle"
 COLORS = {
     "marinade": "#2b8a3e",
+    "standalone": "#8ce99a",
     "cloudpickle": "#1c7ed6",
     "dill": "#e8590c",
     "pickle": "#868e96",

@@ -62,9 +62,9 @@ def _namespace() -> dict:
     return namespace
 
 
-def _via_pickler(obj, protocol=None) -> bytes:
+def _via_pickler(obj, protocol=None, standalone=False) -> bytes:
     file = io.BytesIO()
-    marinade.Pickler(file, protocol).dump(obj)
+    marinade.Pickler(file, protocol, standalone=standalone).dump(obj)
     return file.getvalue()
 
 
@@ -80,6 +80,9 @@ def test_dumps_of_functions_equals_the_pickler_output(protocol):
         first = marinade.dumps(func, protocol)
         assert first == _via_pickler(func, protocol), name
         assert marinade.dumps(func, protocol) == first, name  # cached path, same bytes
+        alone = marinade.dumps(func, protocol, standalone=True)
+        assert alone == _via_pickler(func, protocol, standalone=True) != first, name
+        assert marinade.dumps(func, protocol, standalone=True) == alone, name
 
 
 def test_cached_payload_follows_changes_to_the_function():

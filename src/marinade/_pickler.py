@@ -221,10 +221,12 @@ class Pickler(pickle.Pickler):
             self._reducers = table
         override = None
         if "reducer_override" not in self.__dict__:
-            if self._standalone_state is not None:
-                override = self._standalone_reducer_override
-            elif type(self).reducer_override is _BASE_OVERRIDE:
+            if type(self).reducer_override is _BASE_OVERRIDE:
                 override = _fast_override(self, self._reducers)
+                if self._standalone_state is not None:
+                    override = _standalone.fast_override(self, override)
+            elif self._standalone_state is not None:
+                override = self._standalone_reducer_override
         if override is not None:
             self.reducer_override = override
         try:
@@ -284,7 +286,7 @@ _SIMPLE_ARGS = frozenset({bytes, str, int, type(None)})
 _FunctionType = types.FunctionType
 
 
-def _simple_function_payload(func, protocol: int) -> bytes | None:
+def _simple_function_payload(func, protocol: int, standalone: bool = False) -> bytes | None:
     """``dumps(func)`` from the cache above, or None when it does not apply."""
     if func.__closure__ is not None or func.__defaults__ is not None \
             or global_names(func.__code__) or lookup_by_reference(func) is not None:
@@ -299,11 +301,11 @@ def _simple_function_payload(func, protocol: int) -> bytes | None:
     for arg in args:
         if type(arg) not in _SIMPLE_ARGS:
             return None
-    key = (protocol, rebuild, args)
+    key = (protocol, standalone, rebuild, args)
     data = _simple_payloads.get(key)
     if data is None:
         file = io.BytesIO()
-        Pickler(file, protocol).dump(func)
+        Pickler(file, protocol, standalone=standalone).dump(func)
         data = file.getvalue()
         if len(_simple_payloads) >= _SIMPLE_MAX:
             _simple_payloads.clear()
@@ -318,8 +320,8 @@ def dumps(obj, protocol: int | None = None, buffer_callback=None, *,
     With ``standalone=True`` the payload names only standard-library
     callables and loads where marinade is not installed.
     """
-    if type(obj) is _FunctionType and not standalone and buffer_callback is None:
-        data = _simple_function_payload(obj, _check_protocol(protocol))
+    if type(obj) is _FunctionType and buffer_callback is None:
+        data = _simple_function_payload(obj, _check_protocol(protocol), standalone)
         if data is not None:
             return data
     file = io.BytesIO()

@@ -68,15 +68,23 @@ class _CallableCall(Call):
         raise TypeError("a marinade load-time expression cannot be called while pickling")
 
 
-class StandaloneState:
-    """Per-pickler state: the guarded ``marshal.loads`` and code memo."""
+def _guarded_loads() -> _CallableCall:
+    template, ok = _version_guard_text()
+    key = Call(template.format, (_VersionInfo(),))
+    return _CallableCall(operator.getitem, ({ok: marshal.loads}, key))
 
-    __slots__ = ("guarded_loads", "code_calls", "globals_by_module")
+
+# One expression object for every payload: the pickle memo writes it once per
+# payload however many code objects use it.
+_GUARDED_LOADS = _guarded_loads()
+
+
+class StandaloneState:
+    """Per-pickler state: code and globals memo."""
+
+    __slots__ = ("code_calls", "globals_by_module")
 
     def __init__(self):
-        template, ok = _version_guard_text()
-        key = Call(template.format, (_VersionInfo(),))
-        self.guarded_loads = _CallableCall(operator.getitem, ({ok: marshal.loads}, key))
         # One Call per distinct code bytes object, so the pickle memo shares
         # the rebuilt code object between functions (20,000 closures of one
         # function load their code once).
@@ -94,7 +102,7 @@ class StandaloneState:
     def code(self, data: bytes) -> Call:
         entry = self.code_calls.get(id(data))
         if entry is None:
-            entry = self.code_calls[id(data)] = (data, Call(self.guarded_loads, (data,)))
+            entry = self.code_calls[id(data)] = (data, Call(_GUARDED_LOADS, (data,)))
         return entry[1]
 
 
@@ -123,6 +131,37 @@ def rewrite(pickler, reduced):
         data = reduced[1][0]
         return pickler._standalone_state.code(data).as_reduce()
     return reduced
+
+
+def fast_override(pickler, inner):
+    """The standalone ``reducer_override`` for one dump, around the default one.
+
+    ``inner`` is the default mode's override (it caches plain instance types,
+    so instances cost one more call and nothing else).
+    """
+    rebuild_module = _rebuild.__name__
+    function_type = types.FunctionType
+    own = STANDALONE_REDUCERS
+
+    def reducer_override(obj):
+        kind = type(obj)
+        if kind is function_type and obj.__module__ == rebuild_module:
+            return rewrite(pickler, _reduce_shipped(pickler, obj))
+        reducer = own.get(kind)
+        if reducer is not None:
+            return reducer(pickler, obj)
+        reduced = inner(obj)
+        if reduced is NotImplemented or type(reduced) is not tuple:
+            return reduced
+        return rewrite(pickler, reduced)
+
+    return reducer_override
+
+
+def _reduce_shipped(pickler, func):
+    from .reduce.function import reduce_function
+
+    return reduce_function(pickler, shippable_rebuild_function(func))
 
 
 def is_rebuild_function(obj) -> bool:

@@ -257,3 +257,35 @@ def test_notebook_cell_file_names_do_not_change_payloads(tmp_path):
         obj = ns["f"]
         """ + DUMP + "\n", LOAD + "\nprint(obj(21), obj.__code__.co_filename)")
     assert out == "42 <ipykernel>/123.py"
+
+
+def test_bytes_do_not_depend_on_what_else_the_process_holds(tmp_path):
+    # marshal flags shared objects by reference count: a process that holds
+    # extra references to the same strings and constants must still give
+    # the same bytes.
+    script = """
+        import hashlib, sys
+        if sys.argv[1] == "busy":
+            import asyncio, json, decimal, email.message  # many other code objects
+            keep = ["unusual_local_name", 2.75, "a constant string", (1, 2, 3)] * 50
+        import marinade
+
+        def work(unusual_local_name, scale=2.75):
+            table = ("a constant string", (1, 2, 3), 10**20, b"raw")
+            return [unusual_local_name * scale for _ in table]
+
+        class Holder:
+            LABEL = "a constant string"
+            def method(self, unusual_local_name):
+                return (lambda y: y + unusual_local_name)(2.75)
+
+        if sys.argv[1] == "busy":  # outside references to the code's own constants
+            held = list(work.__code__.co_consts) + [work.__code__.co_linetable]
+        print(hashlib.sha256(marinade.dumps([work, Holder])).hexdigest())
+    """
+    digests = set()
+    for mode in ("quiet", "busy"):
+        proc = run_script(tmp_path, script, args=[mode])
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1

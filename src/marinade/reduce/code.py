@@ -51,13 +51,47 @@ def code_bytes(code: types.CodeType) -> bytes:
         shipped = code
         if _NOTEBOOK_FILENAME.match(code.co_filename):
             shipped = _with_stable_filename(code)
-        data = canonical_marshal(marshal.dumps(shipped))
+        data = _deterministic_marshal(shipped)
         if cached is None:
             _payload_cache[code] = (id(code), data)
     if len(_bytes_fast) >= _FAST_MAX:
         _bytes_fast.clear()
     _bytes_fast[id(code)] = (code, data)
     return data
+
+
+def _deterministic_marshal(code: types.CodeType) -> bytes:
+    """marshal bytes of ``code`` that do not depend on the process.
+
+    ``marshal.dumps`` flags an object for back-references when its reference
+    count is above one, which depends on whatever else the process holds.
+    Dumping a fresh copy from ``marshal.loads`` fixes that: in the copy,
+    interned strings and small ints are shared with the original (always
+    flagged) and everything else is referenced only from inside the copy.
+    What remains is frozenset constants, written in hash order: those (rare:
+    ``x in {"a", "b"}``) go through the full canonical rewrite.
+    """
+    raw = marshal.dumps(code)
+    if _has_frozenset(code):
+        return canonical_marshal(raw)
+    return marshal.dumps(marshal.loads(raw))
+
+
+def _has_frozenset(code: types.CodeType) -> bool:
+    for const in code.co_consts:
+        kind = type(const)
+        if kind is frozenset or (kind is _CodeType and _has_frozenset(const)):
+            return True
+        if kind is tuple and _tuple_has_frozenset(const):
+            return True
+    return False
+
+
+def _tuple_has_frozenset(items: tuple) -> bool:
+    for item in items:
+        if type(item) is frozenset or (type(item) is tuple and _tuple_has_frozenset(item)):
+            return True
+    return False
 
 
 # Notebook cells get file names that change from run to run: ipykernel uses

@@ -22,7 +22,8 @@ def _version_error(tag):
     return pickle.UnpicklingError(
         f"this payload holds code compiled by CPython {tag // 256}.{tag % 256} and cannot "
         f"run on CPython {sys.version_info[0]}.{sys.version_info[1]}: bytecode differs between "
-        f"versions. Load it with CPython {tag // 256}.{tag % 256}."
+        f"versions. Load it with CPython {tag // 256}.{tag % 256}, or make it with "
+        f"marinade.dumps(obj, portable=True) to load it on any supported version."
     )
 
 

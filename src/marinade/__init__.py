@@ -31,3 +31,82 @@ __all__ = [
     "register_pickle_by_value",
     "unregister_pickle_by_value",
 ]
+
+# integrations (issue 5) ------------------------------------------------------
+# Thin wrappers: each imports its module on first call, so ``import marinade``
+# never loads multiprocessing's machinery (and never torch or dask).
+
+
+def get_context(method=None):
+    """A multiprocessing context whose pickling goes through marinade.
+
+    Mirrors ``multiprocessing.get_context(method)``; use it wherever a context
+    is accepted (``ctx.Pool()``, ``ProcessPoolExecutor(mp_context=ctx)``,
+    ``DataLoader(multiprocessing_context=ctx)``). Changes nothing global.
+    """
+    from .integrations.multiprocessing import get_context as _get_context
+
+    return _get_context(method)
+
+
+def wrap(obj):
+    """Wrap ``obj`` so that any pickle-based framework can carry it.
+
+    Pickled, the wrapper becomes a standalone marinade payload that turns back
+    into ``obj`` on arrival, where marinade need not be installed. Calling
+    the wrapper calls ``obj``.
+    """
+    from .integrations.wrap import wrap as _wrap
+
+    return _wrap(obj)
+
+
+def patch_multiprocessing():
+    """Make multiprocessing pickle with marinade, process-wide (explicit opt-in)."""
+    from .integrations.multiprocessing import patch_multiprocessing as _patch
+
+    _patch()
+
+
+def unpatch_multiprocessing():
+    """Undo ``patch_multiprocessing()`` exactly."""
+    from .integrations.multiprocessing import unpatch_multiprocessing as _unpatch
+
+    _unpatch()
+
+
+__all__ += ["get_context", "patch_multiprocessing", "unpatch_multiprocessing", "wrap"]
+# end of integrations (issue 5) -----------------------------------------------
+
+# safety (issue 6) ------------------------------------------------------------
+# Signed payloads (dumps/loads key=), restricted loading (loads allow=),
+# inspection and explanations. marinade.safety is imported on first call,
+# never by ``import marinade``.
+from ._errors import RestrictedError, SignatureError  # noqa: E402
+
+
+def inspect(data, *, key=None):
+    """Report what loading ``data`` would import, call and ship, without loading it.
+
+    ``data``: bytes, a binary file or a path. Returns a report whose
+    ``dangerous`` attribute is the verdict; ``str(report)`` reads well and
+    ``report.as_dict()`` is JSON-ready. See docs/security.md for what
+    inspection can and cannot promise.
+    """
+    from .safety.inspect import inspect as _inspect
+
+    return _inspect(data, key=key)
+
+
+def explain(obj, *, depth=4, max_children=50, protocol=None, name="obj"):
+    """What pickling ``obj`` would capture (globals, closure cells, modules,
+    by-value and by-reference decisions), as a tree with sizes; paths start
+    with ``name``, as in PicklingError messages."""
+    from .safety.explain import explain as _explain
+
+    return _explain(obj, depth=depth, max_children=max_children, protocol=protocol,
+                    name=name)
+
+
+__all__ += ["RestrictedError", "SignatureError", "explain", "inspect"]
+# end of safety (issue 6) -----------------------------------------------------

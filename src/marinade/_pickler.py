@@ -158,7 +158,7 @@ class Pickler(pickle.Pickler):
     """
 
     def __init__(self, file, protocol: int | None = None, buffer_callback=None, *,
-                 standalone: bool = False):
+                 standalone: bool = False, portable: bool = False):
         protocol = _check_protocol(protocol)
         if type(self) is Pickler and buffer_callback is None:
             _base_init(self, file, protocol)  # (cheaper than super() with keywords)
@@ -174,6 +174,7 @@ class Pickler(pickle.Pickler):
         self._reducers = table
         self._seen_dispatch_table = getattr(self, "dispatch_table", None)
         self._standalone_state = _standalone.StandaloneState() if standalone else None
+        self._portable_state = _portable_state(standalone) if portable else None
         _reset_state(self)
 
     def reducer_override(self, obj):
@@ -221,7 +222,9 @@ class Pickler(pickle.Pickler):
             self._reducers = table
         override = None
         if "reducer_override" not in self.__dict__:
-            if type(self).reducer_override is _BASE_OVERRIDE:
+            if self._portable_state is not None:
+                override = self._portable_state.make_override(self)
+            elif type(self).reducer_override is _BASE_OVERRIDE:
                 override = _fast_override(self, self._reducers)
                 if self._standalone_state is not None:
                     override = _standalone.fast_override(self, override)
@@ -253,6 +256,15 @@ class Pickler(pickle.Pickler):
 
 
 _BASE_OVERRIDE = Pickler.reducer_override
+
+
+def _portable_state(standalone: bool):
+    # Imported on first use: default dumps never load the portable machinery.
+    if standalone:
+        raise ValueError("portable=True cannot be combined with standalone=True yet")
+    from . import portable
+
+    return portable.PortableState()
 _base_init = pickle.Pickler.__init__
 
 
@@ -314,12 +326,28 @@ def _simple_function_payload(func, protocol: int, standalone: bool = False) -> b
 
 
 def dumps(obj, protocol: int | None = None, buffer_callback=None, *,
-          standalone: bool = False) -> bytes:
+          standalone: bool = False, key=None, key_id: str | None = None,
+          portable: bool = False) -> bytes:
     """Pickle ``obj`` to bytes, functions and classes by value where needed.
 
     With ``standalone=True`` the payload names only standard-library
-    callables and loads where marinade is not installed.
+    callables and loads where marinade is not installed. With ``key=`` (bytes,
+    str, or a keyring ``{key_id: key}``) the payload is wrapped in an
+    HMAC-SHA256 signed envelope naming ``key_id``; ``loads(data, key=...)``
+    verifies it before loading. With ``portable=True`` code travels as source
+    and the payload loads on any supported CPython version (docs/portable.md).
     """
+    if portable:
+        if key is not None:
+            raise ValueError("portable=True cannot be combined with key= yet")
+        file = io.BytesIO()
+        Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone,
+                portable=True).dump(obj)
+        return file.getvalue()
+    if key is not None:
+        from .safety import signing
+
+        return signing.dumps(obj, protocol, buffer_callback, standalone, key, key_id)
     if type(obj) is _FunctionType and buffer_callback is None:
         data = _simple_function_payload(obj, _check_protocol(protocol), standalone)
         if data is not None:
@@ -330,15 +358,35 @@ def dumps(obj, protocol: int | None = None, buffer_callback=None, *,
 
 
 def dump(obj, file, protocol: int | None = None, buffer_callback=None, *,
-         standalone: bool = False) -> None:
-    """Pickle ``obj`` to the binary ``file`` (``standalone`` as in ``dumps``)."""
+         standalone: bool = False, key=None, key_id: str | None = None,
+         portable: bool = False) -> None:
+    """Pickle ``obj`` to the binary ``file`` (``standalone``, ``key``, ``portable`` as in ``dumps``)."""
+    if portable:
+        if key is not None:
+            raise ValueError("portable=True cannot be combined with key= yet")
+        Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone,
+                portable=True).dump(obj)
+        return
+    if key is not None:
+        from .safety import signing
+
+        return signing.dump(obj, file, protocol, buffer_callback, standalone, key, key_id)
     Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone).dump(obj)
 
 
 def loads(data, *, buffers=None, **options):
-    """Load a payload; the same as ``pickle.loads`` (``options``: fix_imports, encoding, errors)."""
+    """Load a payload; the same as ``pickle.loads`` (``options``: fix_imports, encoding, errors).
+
+    Safety options (see docs/security.md): ``key=`` (bytes, str, a list of
+    keys or a keyring ``{key_id: key}``) accepts only a payload signed with
+    one of the keys, verified before any opcode runs; ``allow=`` (an
+    iterable of allowed globals, ``()`` for the safe default) loads in
+    restricted mode. Both raise ``marinade.UnpicklingError`` subclasses.
+    """
     if buffers is None and not options:
         return _pickle_loads(data)
+    if "key" in options or "allow" in options:
+        return _safe_load(data, None, buffers, options)
     return _pickle_loads(data, buffers=buffers, **options)
 
 
@@ -346,5 +394,25 @@ _pickle_loads = pickle.loads
 
 
 def load(file, *, buffers=None, **options):
-    """Load a payload from a binary file; the same as ``pickle.load``."""
+    """Load a payload from a binary file; the same as ``pickle.load``
+    (``key=`` and ``allow=`` as in ``loads``)."""
+    if "key" in options or "allow" in options:
+        return _safe_load(None, file, buffers, options)
     return pickle.load(file, buffers=buffers, **options)
+
+
+def _safe_load(data, file, buffers, options: dict):
+    """``loads``/``load`` with ``key=`` or ``allow=``: signed or restricted loading."""
+    from .safety import signing
+
+    key = options.pop("key", None)
+    allow = options.pop("allow", None)
+    if key is None and allow is None:  # both given as None: plain loading
+        if file is not None:
+            return pickle.load(file, buffers=buffers, **options)
+        return _pickle_loads(data, buffers=buffers, **options)
+    if options:
+        raise TypeError(f"key= and allow= cannot be combined with {', '.join(options)}")
+    if file is not None:
+        return signing.load(file, buffers, key, allow)
+    return signing.loads(data, buffers, key, allow)

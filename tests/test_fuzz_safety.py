@@ -1,0 +1,127 @@
+"""Fuzzing the signed loader, the restricted loader and the inspector.
+
+Random, truncated and mutated payloads (valid marinade, cloudpickle, plain
+pickle and malicious seeds) must only ever produce a result or one library
+error, ``marinade.UnpicklingError``, carrying a byte offset: never another
+exception type, a hang or a crash. Nothing is executed along the way: the
+inspector runs nothing, and the restricted loader refuses the malicious
+seeds before loading, mutated or not.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import marinade
+
+KEY = b"fuzzing-key-0123456789abcdef0123"
+
+
+class _Shell:
+    def __reduce__(self):
+        return os.system, ("touch /nonexistent/fuzz-marker",)
+
+
+def _seeds() -> list[bytes]:
+    import collections
+    import datetime
+
+    data = {"a": [1, 2.5, "x", b"y", None, True], "t": (1, (2, 3)), "s": {1, 2},
+            "od": collections.OrderedDict(k=datetime.date(2020, 1, 2))}
+    scale = 3
+    seeds = [pickle.dumps(data, protocol=p) for p in (0, 2, 4, 5)]
+    seeds += [marinade.dumps(lambda x: x * scale), marinade.dumps(data),
+              marinade.dumps(lambda x: x + 1, standalone=True),
+              pickle.dumps(_Shell(), protocol=0), pickle.dumps(_Shell(), protocol=5)]
+    try:
+        import cloudpickle
+
+        seeds.append(cloudpickle.dumps(lambda x: x - scale))
+    except ImportError:  # pragma: no cover - cloudpickle is a dev dependency
+        pass
+    return seeds
+
+
+SEEDS = _seeds()
+SIGNED = [marinade.dumps(obj, key=KEY) for obj in ({"a": [1, 2]}, (1.5, "x"))]
+
+
+@st.composite
+def mutated(draw, seeds):
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "flip", "insert", "delete", "byte"]))
+        if not data:
+            break
+        i = draw(st.integers(0, len(data) - 1))
+        if kind == "truncate":
+            del data[i:]
+        elif kind == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete":
+            del data[i:i + draw(st.integers(1, 8))]
+        else:
+            data[i] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+payloads = st.one_of(mutated(SEEDS), st.binary(max_size=64),
+                     st.binary(max_size=32).map(lambda b: b"\x80\x05" + b))
+FUZZ = settings(max_examples=150, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def _check_error(exc: marinade.UnpicklingError, data: bytes, slack: int = 0) -> None:
+    assert isinstance(exc.offset, int), f"{exc!r} has no offset"
+    assert 0 <= exc.offset <= len(data) + slack, (exc.offset, len(data))
+
+
+@FUZZ
+@given(payloads)
+def test_inspect_gives_a_report_or_one_error(data):
+    try:
+        report = marinade.inspect(data)
+    except marinade.UnpicklingError as exc:
+        _check_error(exc, data)
+    else:
+        assert isinstance(report.dangerous, bool)
+        str(report)
+        report.to_json()
+
+
+@FUZZ
+@given(payloads)
+def test_restricted_loads_gives_data_or_one_error(data):
+    try:
+        marinade.loads(data, allow=())
+    except marinade.UnpicklingError as exc:
+        _check_error(exc, data)
+    assert not os.path.exists("/nonexistent/fuzz-marker")
+
+
+@FUZZ
+@given(mutated(SIGNED))
+def test_signed_loads_refuses_every_mutation(data):
+    expected = {s: marinade.loads(s, key=KEY) for s in SIGNED}
+    for allow in (None, ()):
+        if data in expected:
+            assert marinade.loads(data, key=KEY, allow=allow) == expected[data]
+            continue
+        with pytest.raises(marinade.SignatureError) as info:
+            marinade.loads(data, key=KEY, allow=allow)
+        _check_error(info.value, data, slack=0)
+
+
+@FUZZ
+@given(payloads)
+def test_unsigned_input_to_a_signed_loader_is_refused(data):
+    with pytest.raises(marinade.SignatureError) as info:
+        marinade.loads(data, key=KEY)
+    _check_error(info.value, data)

@@ -1,0 +1,182 @@
+"""Restricted loading: ``loads(data, allow=...)``."""
+
+from __future__ import annotations
+
+import collections
+import copyreg
+import datetime
+import decimal
+import io
+import os
+import pathlib
+import pickle
+
+import pytest
+
+import marinade
+
+from helpers import run_roundtrip
+
+KEY = b"restricted-test-key-0123456789ab"
+
+
+def _u(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def _g(module: str, name: str) -> bytes:
+    return _u(module) + _u(name) + b"\x93"
+
+
+class _Shell:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
+
+def test_plain_data_loads_with_the_default_allow_list():
+    data = {"n": [1, 2.5, 3 + 4j, None, True], "s": {"a", "b"}, "f": frozenset({1}),
+            "b": b"bytes", "ba": bytearray(b"x"), "t": (1, (2,)), "r": range(3),
+            "od": collections.OrderedDict(a=1), "dd": collections.defaultdict(list),
+            "dq": collections.deque([1]), "c": collections.Counter("aab"),
+            "dt": datetime.datetime(2024, 5, 6, 7, 8, tzinfo=datetime.UTC),
+            "td": datetime.timedelta(3), "dec": decimal.Decimal("1.5")}
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        payload = pickle.dumps(data, protocol=protocol)
+        assert marinade.loads(payload, allow=()) == data, protocol
+        assert marinade.load(io.BytesIO(payload), allow=True) == data
+
+
+def test_globals_outside_the_allow_list_are_refused_before_loading(tmp_path):
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(_Shell(marker))
+    with pytest.raises(marinade.RestrictedError, match="os.system|posix.system") as info:
+        marinade.loads(payload, allow=())
+    assert info.value.offset is not None
+    assert not marker.exists()
+    # The caller extends the list: objects, "module.name", "module:name", wildcards.
+    path = pathlib.PurePosixPath("/a/b")
+    payload = pickle.dumps(path)
+    with pytest.raises(marinade.RestrictedError, match="PurePosixPath"):
+        marinade.loads(payload, allow=())
+    module = pathlib.PurePosixPath.__module__  # pathlib._local on 3.13
+    for allow in ([pathlib.PurePosixPath], [f"{module}.PurePosixPath"],
+                  [f"{module}:PurePosixPath"], ["pathlib.*"],
+                  [__import__(module, fromlist=["x"])], [(module, "PurePosixPath")]):
+        assert marinade.loads(payload, allow=allow) == path, allow
+
+
+def test_ext_opcodes_dotted_names_and_chains_are_refused(tmp_path):
+    copyreg.add_extension("collections", "OrderedDict", 0xF2)
+    try:
+        ext = b"\x80\x04\x82\xf2)R."  # EXT1 -> OrderedDict(), which is allowed by name
+        assert isinstance(pickle.loads(ext), collections.OrderedDict)
+        with pytest.raises(marinade.RestrictedError, match="EXT"):
+            marinade.loads(ext, allow=["collections.OrderedDict"])
+    finally:
+        copyreg.remove_extension("collections", "OrderedDict", 0xF2)
+    dotted = b"\x80\x04" + _g("collections", "OrderedDict.fromkeys") + b"(]tR."
+    with pytest.raises(marinade.RestrictedError, match="dotted"):
+        marinade.loads(dotted, allow=["collections.*"])
+    assert marinade.loads(dotted, allow=["collections.OrderedDict.fromkeys"]) == {}
+    # A caller who allows getattr still cannot reach beyond the list with it.
+    chain = (b"\x80\x04" + _g("builtins", "getattr") + b"(" + _g("builtins", "dict")
+             + _u("__class__") + b"tR.")
+    with pytest.raises(marinade.RestrictedError):
+        marinade.loads(chain, allow=["builtins.getattr"])
+    evil = (b"\x80\x04" + _g("builtins", "getattr") + b"(" + _g("builtins", "dict")
+            + _u("fromkeys") + b"tR.")
+    with pytest.raises(marinade.RestrictedError, match="builtins.dict.fromkeys"):
+        marinade.loads(evil, allow=["builtins.getattr"])
+    assert marinade.loads(evil, allow=["builtins.getattr", "builtins.dict.fromkeys"]) \
+        == dict.fromkeys
+    # Memory bombs through allowed constructors.
+    bomb = b"\x80\x04" + _g("builtins", "bytearray") + b"J\x00\x00\x00\x7f\x85R."
+    with pytest.raises(marinade.RestrictedError, match="not plain data"):
+        marinade.loads(bomb, allow=())
+    with pytest.raises(marinade.RestrictedError, match="memo index"):
+        marinade.loads(b"\x80\x04]r\x00\x00\x00\x40.", allow=())
+
+
+def test_code_needs_a_signature_and_then_loads(tmp_path):
+    producer = """
+        import os, math, marinade
+        KEY = b"restricted-test-key-0123456789ab"
+        def area(r):
+            return math.pi * r * r
+        with open(os.environ["MARINADE_PAYLOAD"], "wb") as out:
+            for standalone in (False, True):
+                for key in (None, KEY):
+                    data = marinade.dumps(area, standalone=standalone, key=key)
+                    out.write(len(data).to_bytes(4, "little") + data)
+    """
+    consumer = """
+        import os, marinade
+        KEY = b"restricted-test-key-0123456789ab"
+        blob = open(os.environ["MARINADE_PAYLOAD"], "rb").read()
+        payloads = []
+        while blob:
+            n = int.from_bytes(blob[:4], "little")
+            payloads.append(blob[4:4 + n])
+            blob = blob[4 + n:]
+        for data, signed in zip(payloads, [False, True, False, True]):
+            try:
+                f = marinade.loads(data, key=KEY if signed else None, allow=())
+                print(signed, "loaded", round(f(1), 4))
+            except marinade.RestrictedError as exc:
+                print(signed, "refused", "carries code" in str(exc))
+    """
+    out = run_roundtrip(tmp_path, producer, consumer)
+    assert out.splitlines() == ["False refused True", "True loaded 3.1416",
+                                "False refused True", "True loaded 3.1416"]
+
+
+def test_signed_but_restricted_still_checks_globals(tmp_path):
+    marker = tmp_path / "ran"
+    data = marinade.dumps(_Shell(marker), key=KEY)
+    with pytest.raises(marinade.RestrictedError):
+        marinade.loads(data, key=KEY, allow=())
+    assert not marker.exists()
+    marinade.loads(data, key=KEY)  # without allow=: a signed payload is trusted
+    assert marker.exists()
+
+
+def test_loads_exactly_the_checked_bytes_from_a_file():
+    first, second = pickle.dumps({"a": 1}), pickle.dumps([2])
+    stream = io.BytesIO(first + second)
+    assert marinade.load(stream, allow=()) == {"a": 1}
+    assert stream.tell() == len(first)
+    assert marinade.load(stream, allow=()) == [2]
+
+    class Pipe(io.RawIOBase):  # unseekable: must not read past the pickle's end
+        def __init__(self, data):
+            self.data = data
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            n = min(len(buffer), len(self.data))
+            buffer[:n] = self.data[:n]
+            self.data = self.data[n:]
+            return n
+
+    pipe = Pipe(first + second)
+    assert marinade.load(pipe, allow=()) == {"a": 1}
+    assert pipe.data == second
+
+
+def test_malformed_input_is_one_error_with_an_offset():
+    for bad in (b"", b"\x80\x04", b"\x80\x04K", b"\x80\x04N\x95", b"(((((.", b"N0."):
+        with pytest.raises(marinade.UnpicklingError) as info:
+            marinade.loads(bad, allow=())
+        assert info.value.offset is not None
+    # Valid structure that fails while loading (an allowed constructor refusing its
+    # arguments): wrapped, with the cause kept.
+    payload = b"\x80\x04" + _g("decimal", "Decimal") + _u("not a number") + b"\x85R."
+    with pytest.raises(marinade.UnpicklingError) as info:
+        marinade.loads(payload, allow=())
+    assert info.value.offset is not None and info.value.__cause__ is not None

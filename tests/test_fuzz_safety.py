@@ -37,6 +37,7 @@ def _seeds() -> list[bytes]:
     seeds = [pickle.dumps(data, protocol=p) for p in (0, 2, 4, 5)]
     seeds += [marinade.dumps(lambda x: x * scale), marinade.dumps(data),
               marinade.dumps(lambda x: x + 1, standalone=True),
+              marinade.dumps(lambda x: x // scale, portable=True),
               pickle.dumps(_Shell(), protocol=0), pickle.dumps(_Shell(), protocol=5)]
     try:
         import cloudpickle

@@ -140,6 +140,7 @@ makers = {
     "marinade_standalone": lambda o: marinade.dumps(o, standalone=True),
     "cloudpickle": cloudpickle.dumps,
     "dill": lambda o: dill.dumps(o, recurse=True),
+    "marinade_portable": lambda o: marinade.dumps(o, portable=True),
 }
 for name, dumps in makers.items():
     # Called while loading (the function runs as the payload loads) ...
@@ -180,7 +181,7 @@ def test_malicious_techniques_are_real_and_flagged(tmp_path):
                       name="produce.py")
     assert prod.returncode == 0, prod.stderr
     expected = sorted(p.name for p in payloads.iterdir())
-    assert len(expected) == len(techniques("true")) + 8
+    assert len(expected) == len(techniques("true")) + 10
     cons = subprocess.run([sys.executable, "-c", textwrap.dedent(CONSUMER), str(payloads)],
                           cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                           timeout=60)
@@ -260,7 +261,8 @@ objects = {"closure": outer(), "lambda": lambda x: sorted(x, key=len), "point": 
                     "p": functools.partial(max, 1)},
            "call_at_load": CallAtLoad()}
 makers = {"marinade": marinade.dumps, "standalone": lambda o: marinade.dumps(o, standalone=True),
-          "cloudpickle": cloudpickle.dumps, "dill": lambda o: dill.dumps(o, recurse=True)}
+          "cloudpickle": cloudpickle.dumps, "dill": lambda o: dill.dumps(o, recurse=True),
+          "portable": lambda o: marinade.dumps(o, portable=True)}
 for oname, obj in objects.items():
     for mname, dumps in makers.items():
         try:
@@ -282,7 +284,7 @@ def test_harmless_payloads_are_not_flagged(tmp_path):
         report = marinade.inspect(path.read_bytes())
         assert not report.dangerous, f"{path.name} flagged:\n{report}"
     # The closure's shipped code was read, not waved through: its uses are listed.
-    for maker in ("marinade", "standalone", "cloudpickle", "dill"):
+    for maker in ("marinade", "standalone", "cloudpickle", "dill", "portable"):
         report = marinade.inspect(out / f"{maker}-closure")
         (func,) = [f for f in report.functions if f.name.endswith("inner")]
         assert func.analysis == "bytecode"

@@ -26,6 +26,8 @@ def test_signed_roundtrip_across_processes(tmp_path):
             # a second, standalone payload signed with a rotated key, in the same file
             marinade.dump(lambda: "second", out, standalone=True, key={"2025": "new key"},
                           key_id="2025")
+            # and a portable one (code as source)
+            marinade.dump(f, out, portable=True, key=b"0123456789abcdef0123456789abcdef")
     """
     consumer = """
         import os, pickle, marinade
@@ -35,6 +37,7 @@ def test_signed_roundtrip_across_processes(tmp_path):
             f.seek(0)
             first = marinade.load(f, key=keyring)
             second = marinade.load(f, key=keyring)
+            third = marinade.load(f, key=keyring["2024"], allow=())
             assert f.read() == b""
         try:
             pickle.loads(data)
@@ -44,13 +47,13 @@ def test_signed_roundtrip_across_processes(tmp_path):
             marinade.loads(data[:60], key=keyring)
         except marinade.SignatureError as exc:
             print("truncated:", type(exc).__name__)
-        print(first(14), second())
+        print(first(14), second(), third(2))
     """
     out = run_roundtrip(tmp_path, producer, consumer)
     lines = out.splitlines()
     assert lines[0].startswith("plain pickle refuses: invalid load key, '\\x00'")
     assert lines[1] == "truncated: SignatureError"
-    assert lines[2] == "42 second"
+    assert lines[2] == "42 second 6"
 
 
 def test_every_flipped_bit_and_truncation_is_refused_before_loading():

@@ -339,7 +339,10 @@ def dumps(obj, protocol: int | None = None, buffer_callback=None, *,
     """
     if portable:
         if key is not None:
-            raise ValueError("portable=True cannot be combined with key= yet")
+            from .safety import signing
+
+            return signing.dumps(obj, protocol, buffer_callback, standalone, key, key_id,
+                                 portable=True)
         file = io.BytesIO()
         Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone,
                 portable=True).dump(obj)
@@ -363,7 +366,10 @@ def dump(obj, file, protocol: int | None = None, buffer_callback=None, *,
     """Pickle ``obj`` to the binary ``file`` (``standalone``, ``key``, ``portable`` as in ``dumps``)."""
     if portable:
         if key is not None:
-            raise ValueError("portable=True cannot be combined with key= yet")
+            from .safety import signing
+
+            return signing.dump(obj, file, protocol, buffer_callback, standalone, key, key_id,
+                                portable=True)
         Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone,
                 portable=True).dump(obj)
         return

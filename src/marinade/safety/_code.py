@@ -266,6 +266,35 @@ def info_from_fields(fields: list) -> CodeInfo:
                      localsplus)
 
 
+CURRENT_TAG = _compat.CODE_TAG
+
+
+def info_from_source(spec) -> CodeInfo:
+    """A CodeInfo for the code a portable payload's ``spec`` describes.
+
+    Portable payloads carry source text. It is compiled here exactly as the
+    loader will compile it (``_rebuild_portable``'s own compile step, which
+    only parses and compiles: nothing runs, not even decorators), and the
+    bytecode this interpreter's compiler made is then read like any other.
+    """
+    import marshal
+
+    from .. import _rebuild_portable
+
+    if type(spec) is not tuple or len(spec) != 8 or not all(
+            type(part) in (str, int, tuple, type(None)) for part in spec):
+        raise CodeFormatError("malformed portable code spec")
+    try:
+        code = _rebuild_portable._compile(spec)
+    except (SyntaxError, ValueError, TypeError, IndexError, AttributeError,
+            MemoryError, RecursionError) as exc:
+        raise CodeFormatError(f"shipped source does not compile ({type(exc).__name__}: "
+                              f"{exc})") from None
+    except Exception as exc:  # noqa: BLE001 - pickle.UnpicklingError from the spec checks
+        raise CodeFormatError(f"malformed portable code spec ({exc})") from None
+    return parse_marshal(marshal.dumps(code))
+
+
 # -- bytecode -----------------------------------------------------------------------------
 
 class Undecodable(ValueError):

@@ -421,7 +421,7 @@ class CodeV(Node):
     kind = "code"
 
     def __init__(self, source: str, data, tag: int | None, size: int):
-        self.source = source  # "marshal" or "fields"
+        self.source = source  # "marshal", "fields", or "source" (a portable payload's spec)
         self.data = data  # bytes, or the list of field values
         self.tag = tag
         self.info: _code.CodeInfo | None = None
@@ -436,6 +436,9 @@ class CodeV(Node):
                     if self.data is None:
                         raise _code.CodeFormatError("code bytes over the inspection budget")
                     self.info = _code.parse_marshal(self.data)
+                elif self.source == "source":
+                    self.info = _code.info_from_source(self.data)
+                    self.tag = _code.CURRENT_TAG  # compiled here, by this interpreter
                 else:
                     self.info = _code.info_from_fields(self.data)
             except (_code.CodeFormatError, RecursionError) as exc:
@@ -2051,6 +2054,22 @@ def _h_eval_repr(self: Scanner, func, args, pos):
     return Ref(text if "." in text else f"builtins.{text}")
 
 
+def _h_portable_code(self: Scanner, func, args, pos):
+    spec = _fields(args[0]) if args else ELIDED
+    size = len(spec[4]) if type(spec) is tuple and len(spec) > 4 and type(spec[4]) is str else 0
+    return self._new_code("source", spec, None, size, pos)
+
+
+def _h_portable_function(self: Scanner, func, args, pos):
+    code = _h_portable_code(self, func, args[:1], pos)
+    return self._new_function(code, args[1] if len(args) > 1 else None,
+                              args[2] if len(args) > 2 else None, "marinade (portable)", pos)
+
+
+def _h_portable_class_state(self: Scanner, func, args, pos):
+    return _h_set_class_state(self, func, args, pos)
+
+
 def _h_enum_member(self: Scanner, func, args, pos):
     return Obj("an enum member", args[0] if args else None)
 
@@ -2097,6 +2116,9 @@ _HANDLERS = {
     "marinade._rebuild.rebuild_class": _h_rebuild_class,
     "marinade._rebuild.set_class_state": _h_set_class_state,
     "marinade._rebuild.enum_member": _h_enum_member,
+    "marinade._rebuild_portable.code": _h_portable_code,
+    "marinade._rebuild_portable.function": _h_portable_function,
+    "marinade._rebuild_portable.set_class_state": _h_portable_class_state,
     "cloudpickle.cloudpickle._make_skeleton_class": _h_cloudpickle_class,
     "cloudpickle.cloudpickle._make_skeleton_enum": _h_cloudpickle_class,
     "dill._dill._create_type": _h_dill_class,
@@ -2123,6 +2145,7 @@ CODE_MAKERS = frozenset({
     "marinade._rebuild.rebuild_class", "cloudpickle.cloudpickle._make_skeleton_class",
     "cloudpickle.cloudpickle._make_skeleton_enum", "dill._dill._create_type",
     "marinade.frames.restore.finished_generator", "marinade.frames.restore.new_generator",
+    "marinade._rebuild_portable.code", "marinade._rebuild_portable.function",
 })
 
 _OPCODES = {

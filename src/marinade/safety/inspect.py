@@ -264,6 +264,8 @@ def _function_report(func: FuncV, report: Report) -> FunctionReport:
         entry.code_size = code.size
         if code.facts is None:
             _analyse(code, _resolver(func.globals), where, func.offset, report)
+        if code.source == "source":
+            entry.python = "any (ships source)"
         if code.facts is not None:
             entry.analysis = code.facts.mode
             entry.uses = list(code.facts.uses)

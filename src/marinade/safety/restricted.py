@@ -49,7 +49,8 @@ RECONSTRUCTORS = frozenset({
     "marinade._rebuild.rebuild_class", "marinade._rebuild.set_class_state",
     "marinade._rebuild.enum_member", "marinade.frames.restore.new_generator",
     "marinade.frames.restore.set_frame_state",
-    "marinade.frames.restore.finished_generator",
+    "marinade.frames.restore.finished_generator", "marinade._rebuild_portable.code",
+    "marinade._rebuild_portable.function", "marinade._rebuild_portable.set_class_state",
 })
 
 # The standard-library callables marinade's reducers put in payloads with

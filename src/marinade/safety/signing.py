@@ -330,19 +330,21 @@ def load_payload(payload, buffers, allow, signed: bool, base: int):
         raise wrap_failure(exc, file, base) from exc
 
 
-def dumps(obj, protocol, buffer_callback, standalone, key, key_id) -> bytes:
+def dumps(obj, protocol, buffer_callback, standalone, key, key_id, portable=False) -> bytes:
     """``marinade.dumps(..., key=...)``."""
     from .._pickler import Pickler
 
     signing_key(key, key_id)  # fail on a bad key before pickling anything
     file = io.BytesIO()
-    Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone).dump(obj)
+    options = {"portable": True} if portable else {}
+    Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone,
+            **options).dump(obj)
     return sign(file.getbuffer(), key, key_id)
 
 
-def dump(obj, file, protocol, buffer_callback, standalone, key, key_id) -> None:
+def dump(obj, file, protocol, buffer_callback, standalone, key, key_id, portable=False) -> None:
     """``marinade.dump(..., key=...)``."""
-    file.write(dumps(obj, protocol, buffer_callback, standalone, key, key_id))
+    file.write(dumps(obj, protocol, buffer_callback, standalone, key, key_id, portable))
 
 
 def loads(data, buffers=None, key=None, allow=None):

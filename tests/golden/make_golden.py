@@ -1,0 +1,88 @@
+"""Write the golden payloads of this interpreter: tests/golden/py3XY/<mode>.pkl.
+
+Run as ``python tests/golden/make_golden.py`` with each supported interpreter
+(marinade installed) when the payload format gains something new. Existing
+files must never be regenerated to make a test pass: they are what old
+payloads in the wild look like, and test_golden.py loads them forever.
+"""
+
+import dataclasses
+import enum
+import os
+import sys
+
+import marinade
+
+SCALE = 3
+
+
+def make_counter(start):
+    count = start
+
+    def counter():
+        nonlocal count
+        count += 1
+        return count
+
+    return counter
+
+
+class Shape:
+    sides = 0
+
+    def __init__(self, size):
+        self.size = size
+
+    def describe(self):
+        return f"{type(self).__name__}:{self.sides}x{self.size * SCALE}"
+
+
+class Square(Shape):
+    sides = 4
+
+    def describe(self):
+        return "square " + super().describe()
+
+
+class Color(enum.Enum):
+    RED = 1
+    GREEN = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int = 0
+
+
+def countdown(n):
+    while n:
+        yield n
+        n -= 1
+
+
+def objects():
+    counter = make_counter(10)
+    counter()
+    gen = countdown(4)
+    next(gen)
+    return {"lambda": lambda x: x * SCALE, "counter": counter, "Square": Square,
+            "square": Square(2), "red": Color.RED, "Color": Color, "point": Point(1),
+            "gen": gen}
+
+
+def main():
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "py{}{}".format(*sys.version_info[:2]))
+    os.makedirs(folder, exist_ok=True)
+    modes = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
+    for mode, options in modes.items():
+        objs = objects()
+        if mode != "default":
+            del objs["gen"]  # frames need the default mode
+        with open(os.path.join(folder, f"{mode}.pkl"), "wb") as f:
+            f.write(marinade.dumps(objs, **options))
+
+
+if __name__ == "__main__":
+    main()

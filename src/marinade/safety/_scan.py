@@ -722,12 +722,17 @@ class Scanner:
             raise self._error("unpickling stack underflow")
         return self.stack[-1]
 
-    def pop_mark(self) -> tuple[list, int]:
-        """Items above the last MARK, and the MARK's offset (C ``marker()``)."""
+    def _close_mark(self) -> tuple[int, int]:
+        """Drop the last MARK: the stack length and offset it recorded (C ``marker()``)."""
         if not self.marks:
             raise self._error("could not find MARK")
         length, offset = self.marks.pop()
         self.fence = self.marks[-1][0] if self.marks else 0
+        return length, offset
+
+    def pop_mark(self) -> tuple[list, int]:
+        """Items above the last MARK, and the MARK's offset."""
+        length, offset = self._close_mark()
         items = self.stack[length:]
         del self.stack[length:]
         del self.starts[length:]
@@ -1090,44 +1095,36 @@ class Scanner:
         self._do_setitems(len(self.stack) - 2)
 
     def op_SETITEMS(self, pos):
-        if not self.marks:
-            raise self._error("could not find MARK")
-        length, _ = self.marks.pop()
-        self.fence = self.marks[-1][0] if self.marks else 0
+        length, _ = self._close_mark()
         self._do_setitems(length)
 
-    def _do_setitems(self, x: int) -> None:
-        length = len(self.stack)
-        if x > length or x <= 0:
+    def _items_above(self, x: int) -> list:
+        """Take the items above stack position ``x``, which must hold the target."""
+        if x > len(self.stack) or x <= 0:
             raise self._error("unpickling stack underflow")
-        if length == x:
-            return
-        if (length - x) % 2:
-            raise self._error("odd number of items for SETITEMS")
         items = self.stack[x:]
         del self.stack[x:]
         del self.starts[x:]
-        self._set_items(self.stack[x - 1], items)
+        return items
+
+    def _do_setitems(self, x: int) -> None:
+        if (len(self.stack) - x) % 2 and 0 < x <= len(self.stack):
+            raise self._error("odd number of items for SETITEMS")
+        items = self._items_above(x)
+        if items:
+            self._set_items(self.stack[x - 1], items)
 
     def op_APPEND(self, pos):
         self._do_append(len(self.stack) - 1)
 
     def op_APPENDS(self, pos):
-        if not self.marks:
-            raise self._error("could not find MARK")
-        length, _ = self.marks.pop()
-        self.fence = self.marks[-1][0] if self.marks else 0
+        length, _ = self._close_mark()
         self._do_append(length)
 
     def _do_append(self, x: int) -> None:
-        length = len(self.stack)
-        if x > length or x <= 0:
-            raise self._error("unpickling stack underflow")
-        if length == x:
+        items = self._items_above(x)
+        if not items:
             return
-        items = self.stack[x:]
-        del self.stack[x:]
-        del self.starts[x:]
         target = self.stack[x - 1]
         if type(target) is Seq and target.type == "list":
             room = self.limits.items - len(target.items)
@@ -1139,18 +1136,10 @@ class Scanner:
         self._method_call(target, "extend")  # C tries extend, then append
 
     def op_ADDITEMS(self, pos):
-        if not self.marks:
-            raise self._error("could not find MARK")
-        x, _ = self.marks.pop()
-        self.fence = self.marks[-1][0] if self.marks else 0
-        length = len(self.stack)
-        if x > length or x <= 0:
-            raise self._error("unpickling stack underflow")
-        if length == x:
+        x, _ = self._close_mark()
+        items = self._items_above(x)
+        if not items:
             return
-        items = self.stack[x:]
-        del self.stack[x:]
-        del self.starts[x:]
         target = self.stack[x - 1]
         if type(target) is Seq and target.type == "set":
             room = self.limits.items - len(target.items)

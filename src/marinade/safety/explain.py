@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .. import _diagnose, _lookup
 from ..reduce.code import code_bytes, global_names
+from . import _scan
 
 
 @dataclass
@@ -71,14 +72,7 @@ class Explanation:
 
 
 def _human(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    return "?" if size is None else _scan._human(size)
 
 
 def _line(part: Part) -> str:

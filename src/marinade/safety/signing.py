@@ -141,29 +141,15 @@ def parse(data) -> Envelope:
             offset=0)
     if size < _MIN_HEADER:
         raise SignatureError("signed payload is truncated (incomplete header)", offset=size)
-    version = view[len(MAGIC)]
-    if version != VERSION:
-        raise SignatureError(f"unsupported signature envelope version {version}",
-                             offset=len(MAGIC))
-    id_size = view[len(MAGIC) + 1]
-    pos = len(MAGIC) + 2
-    if size < pos + id_size + _SIZE.size + MAC_SIZE:
-        raise SignatureError("signed payload is truncated (incomplete header)", offset=size)
-    try:
-        key_id = bytes(view[pos:pos + id_size]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise SignatureError("malformed key id in signature envelope", offset=pos) from None
-    pos += id_size
-    (payload_size,) = _SIZE.unpack_from(view, pos)
-    pos += _SIZE.size
-    mac = bytes(view[pos:pos + MAC_SIZE])
-    pos += MAC_SIZE
+    envelope = _read_header(view)
+    pos = envelope.header_size
+    payload_size = envelope.payload_size
     if size - pos != payload_size:
         what = "truncated" if size - pos < payload_size else "followed by extra bytes"
         raise SignatureError(f"signed payload is {what}: the envelope announces "
                              f"{payload_size} bytes of payload, {size - pos} follow",
                              offset=min(size, pos + payload_size))
-    return Envelope(version, key_id, pos, payload_size, mac)
+    return envelope
 
 
 def _check(envelope: Envelope, header: memoryview | bytes, payload, key) -> None:
@@ -234,13 +220,20 @@ def read_envelope(file) -> tuple[Envelope, bytes, bytes]:
 
 def parse_header_only(header: bytes) -> Envelope:
     """Parse a complete header (no payload after it)."""
-    view = memoryview(header)
+    return _read_header(memoryview(header))
+
+
+def _read_header(view) -> Envelope:
+    """The header fields after MAGIC; SignatureError if malformed or cut short."""
     version = view[len(MAGIC)]
     if version != VERSION:
         raise SignatureError(f"unsupported signature envelope version {version}",
                              offset=len(MAGIC))
     id_size = view[len(MAGIC) + 1]
     pos = len(MAGIC) + 2
+    if len(view) < pos + id_size + _SIZE.size + MAC_SIZE:
+        raise SignatureError("signed payload is truncated (incomplete header)",
+                             offset=len(view))
     try:
         key_id = bytes(view[pos:pos + id_size]).decode("utf-8")
     except UnicodeDecodeError:

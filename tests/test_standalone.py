@@ -337,3 +337,33 @@ def _version_of(python):
 def _repo_root():
     from pathlib import Path
     return Path(__file__).resolve().parent.parent
+
+
+def test_pickler_subclass_with_its_own_override_in_standalone_mode(tmp_path):
+    out = roundtrip(tmp_path, """
+        import io, marinade
+
+        class Secret:
+            pass
+
+        class Tagging(marinade.Pickler):
+            def reducer_override(self, obj):
+                if type(obj) is Secret:
+                    return str, ("redacted",)
+                return super().reducer_override(obj)
+
+        class Local:
+            def hello(self):
+                return "hi " + super().__repr__()[:1]
+
+        buf = io.BytesIO()
+        Tagging(buf, standalone=True).dump([Secret(), Local(), lambda: 7])
+        import os
+        with open(os.environ["MARINADE_PAYLOAD"] + ".sub", "wb") as f:
+            f.write(buf.getvalue())
+        obj = None
+    """, """
+        secret, local, lam = load(os.environ["MARINADE_PAYLOAD"] + ".sub")
+        print(secret, local.hello(), lam())
+    """)
+    assert out == "redacted hi < 7"

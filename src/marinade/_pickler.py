@@ -185,17 +185,6 @@ class Pickler(pickle.Pickler):
             return self._reduce_type(obj)
         return NotImplemented
 
-    def _standalone_reducer_override(self, obj):
-        # Same reducers, then references to marinade._rebuild swapped for
-        # stdlib callables or shipped by value (see standalone.py).
-        if _standalone.is_rebuild_function(obj):
-            return _standalone.rewrite(
-                self, reduce_function(self, _standalone.shippable_rebuild_function(obj)))
-        reducer = _standalone.STANDALONE_REDUCERS.get(type(obj))
-        if reducer is not None:
-            return reducer(self, obj)
-        return _standalone.rewrite(self, type(self).reducer_override(self, obj))
-
     def _reduce_type(self, cls: type):
         if not cls.__flags__ & _HEAPTYPE:
             # Builtin types: by name, through the ``types`` module for those
@@ -224,12 +213,12 @@ class Pickler(pickle.Pickler):
         if "reducer_override" not in self.__dict__:
             if self._portable_state is not None:
                 override = self._portable_state.make_override(self)
-            elif type(self).reducer_override is _BASE_OVERRIDE:
-                override = _fast_override(self, self._reducers)
+            else:
+                if type(self).reducer_override is _BASE_OVERRIDE:
+                    override = _fast_override(self, self._reducers)
                 if self._standalone_state is not None:
-                    override = _standalone.fast_override(self, override)
-            elif self._standalone_state is not None:
-                override = self._standalone_reducer_override
+                    # Around the default closure, or a subclass's own override.
+                    override = _standalone.fast_override(self, override or self.reducer_override)
         if override is not None:
             self.reducer_override = override
         try:

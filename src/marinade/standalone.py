@@ -136,8 +136,10 @@ def rewrite(pickler, reduced):
 def fast_override(pickler, inner):
     """The standalone ``reducer_override`` for one dump, around the default one.
 
-    ``inner`` is the default mode's override (it caches plain instance types,
-    so instances cost one more call and nothing else).
+    ``inner`` is the default mode's per-dump closure (it caches plain instance
+    types, so instances cost one more call and nothing else), or a Pickler
+    subclass's own ``reducer_override``. marinade's reconstructors (and the
+    helpers they use) are shipped by value instead of by reference.
     """
     rebuild_module = _rebuild.__name__
     function_type = types.FunctionType
@@ -162,11 +164,6 @@ def _reduce_shipped(pickler, func):
     from .reduce.function import reduce_function
 
     return reduce_function(pickler, shippable_rebuild_function(func))
-
-
-def is_rebuild_function(obj) -> bool:
-    """A marinade reconstructor (or helper) that must travel by value."""
-    return type(obj) is types.FunctionType and obj.__module__ == _rebuild.__name__
 
 
 _shippable_cache: dict = {}

@@ -72,24 +72,20 @@ def _deterministic_marshal(code: types.CodeType) -> bytes:
     ``x in {"a", "b"}``) go through the full canonical rewrite.
     """
     raw = marshal.dumps(code)
-    if _has_frozenset(code):
+    if _holds_frozenset(code.co_consts):
         return canonical_marshal(raw)
     return marshal.dumps(marshal.loads(raw))
 
 
-def _has_frozenset(code: types.CodeType) -> bool:
-    for const in code.co_consts:
+def _holds_frozenset(consts: tuple) -> bool:
+    """A frozenset among ``consts``, inside tuples or nested code objects."""
+    for const in consts:
         kind = type(const)
-        if kind is frozenset or (kind is _CodeType and _has_frozenset(const)):
+        if kind is frozenset:
             return True
-        if kind is tuple and _tuple_has_frozenset(const):
+        if kind is tuple and _holds_frozenset(const):
             return True
-    return False
-
-
-def _tuple_has_frozenset(items: tuple) -> bool:
-    for item in items:
-        if type(item) is frozenset or (type(item) is tuple and _tuple_has_frozenset(item)):
+        if kind is _CodeType and _holds_frozenset(const.co_consts):
             return True
     return False
 

@@ -39,9 +39,6 @@ def _reduce_function_or_ref(pickler, func):
     return _reduce_by_value(pickler, func)
 
 
-_decorator_reducers: dict | None = None
-
-
 def _reduce_by_value(pickler, func):
     """``reduce_function``, unless ``func`` is the closure a stdlib decorator made.
 
@@ -49,15 +46,8 @@ def _reduce_by_value(pickler, func):
     machinery; re-applying the decorator on load ships only the user's
     function (444 bytes instead of 5,830 for a small singledispatch).
     """
-    global _decorator_reducers
-    if _decorator_reducers is None:
-        _decorator_reducers = stdlib.function_reducers()
-    special = _decorator_reducers.get(id(func.__code__))
-    if special is not None:
-        reduced = special(pickler, func)
-        if reduced is not NotImplemented:
-            return reduced
-    return reduce_function(pickler, func)
+    reduced = stdlib.reduce_decorated(pickler, func)
+    return reduce_function(pickler, func) if reduced is NotImplemented else reduced
 
 
 def _reduce_code(pickler, code):

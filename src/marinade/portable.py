@@ -54,18 +54,15 @@ class PortableState:
 def make_override(pickler):
     """The ``reducer_override`` that ``Pickler.dump`` installs for a portable dump."""
     base = type(pickler).reducer_override
-    decorators = _decorator_reducers()
 
     def reducer_override(obj):
         kind = type(obj)
         if kind is _FunctionType:
             if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
                 return NotImplemented
-            special = decorators.get(id(obj.__code__))
-            if special is not None:
-                reduced = special(pickler, obj)
-                if reduced is not NotImplemented:
-                    return reduced
+            reduced = stdlib.reduce_decorated(pickler, obj)
+            if reduced is not NotImplemented:
+                return reduced
             return reduce_function_portable(pickler, obj)
         if kind is _CodeType:
             raise PicklingError(
@@ -93,16 +90,6 @@ def make_override(pickler):
 
 _SUSPENDED = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 _BYTECODE_REBUILDERS = (_rebuild.function, _rebuild.load_code)
-_decorators_table: dict | None = None
-
-
-def _decorator_reducers() -> dict:
-    global _decorators_table
-    if _decorators_table is None:
-        _decorators_table = stdlib.function_reducers()
-    return _decorators_table
-
-
 def reduce_function_portable(pickler, func: types.FunctionType):
     """``reduce_function``, with the code as a source spec instead of bytecode."""
     spec = source_spec(func)

@@ -247,6 +247,22 @@ def function_reducers() -> dict:
     return table
 
 
+_decorated: dict | None = None
+
+
+def reduce_decorated(pickler, func):
+    """Reduce tuple re-applying the stdlib decorator that made the closure ``func``.
+
+    NotImplemented for every other function: the caller sends it as usual.
+    The table is built on first use (it imports contextlib).
+    """
+    global _decorated
+    if _decorated is None:
+        _decorated = function_reducers()
+    special = _decorated.get(id(func.__code__))
+    return NotImplemented if special is None else special(pickler, func)
+
+
 def _only_for(code, reduce):
     # Holds ``code`` (so its id is never reused) and guards against a stale id.
     def checked(pickler, func):

@@ -225,21 +225,27 @@ def test_same_pickler_dumps_twice():
     assert [f() for f in unpickler.load()] == [2, "a"]
 
 
-def test_code_caches_stay_bounded_and_correct(monkeypatch):
-    monkeypatch.setattr(code_module, "_FAST_MAX", 4)
-    monkeypatch.setattr(code_module, "_bytes_fast", {})
-    monkeypatch.setattr(code_module, "_names_fast", {})
+def test_code_caches_follow_the_life_of_code_objects():
+    # Entries are keyed by id(code): they must go when the code dies (no
+    # pinning, no stale hit for a new object that reuses the id) and stay
+    # correct for live code.
     namespace = {"__name__": "__main__"}
     funcs = []
     for i in range(12):
         exec(f"f{i} = lambda x: x + {i} + G{i}", namespace)
         funcs.append(namespace[f"f{i}"])
     first = [marinade.dumps(f) for f in funcs]
-    assert len(code_module._bytes_fast) <= 4 and len(code_module._names_fast) <= 4
     assert [marinade.dumps(f) for f in funcs] == first
     for i, f in enumerate(funcs):
         assert code_module.global_names(f.__code__) == {f"G{i}"}
         assert marshal.loads(code_module.code_bytes(f.__code__)) == f.__code__
+    ids = [id(f.__code__) for f in funcs]
+    assert all(key in code_module._bytes_cache for key in ids)
+    namespace.clear()
+    del funcs, f
+    gc.collect()
+    for cache in (code_module._bytes_cache, code_module._names_cache, code_module._info_cache):
+        assert not any(key in cache for key in ids)
 
 
 def test_canonical_marshal_ignores_reference_counts():
@@ -277,8 +283,7 @@ def test_global_names_match_dis_including_extended_args():
     source += "class Body:\n    attr = value_in_class_body\n    x = lambda: inner_global\n"
     module = compile(source, "/tmp/names.py", "exec")
     for code in [module, *[c for c in module.co_consts if isinstance(c, types.CodeType)]]:
-        code_module._names_fast.clear()
-        code_module._names_cache.pop(code, None)
+        code_module._names_cache.pop(id(code), None)
         names = code_module.global_names(code)
         assert names == _dis_global_names(code)
     big = next(c for c in module.co_consts if getattr(c, "co_name", "") == "big")

@@ -253,6 +253,9 @@ def _reset_state(pickler) -> None:
     pickler._globals_by_id = {}
     pickler._cells_seen = {}
     pickler._deferred_cells = set()
+    # id(code) -> (code, load-time expression) for methods whose class ships
+    # their code in one table (reduce/classes.py).
+    pickler._code_slots = {}
 
 
 class _FunctionState:
@@ -262,7 +265,7 @@ class _FunctionState:
     """
 
     def __getattr__(self, name):
-        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells"):
+        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells", "_code_slots"):
             raise AttributeError(name)
         _reset_state(self)
         return getattr(self, name)

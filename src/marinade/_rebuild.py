@@ -60,6 +60,34 @@ def load_code(data, tag):
     return code
 
 
+_table_cache: dict = {}
+
+
+def load_code_table(data, tag):
+    """A tuple of code objects from canonical marshal bytes made by CPython ``tag``.
+
+    A class ships all its methods' code in one table: one ``marshal.loads``
+    per class, and strings the methods share stored once. Each method is then
+    ``types.FunctionType(operator.getitem(table, i), globals, ...)``.
+    """
+    codes = _table_cache.get(data)
+    if codes is not None and tag == _HERE:
+        return codes
+    if tag != _HERE:
+        raise _version_error(tag)
+    import marshal
+
+    codes = marshal.loads(data)
+    if type(codes) is not tuple or not all(type(code) is types.CodeType for code in codes):
+        import pickle
+
+        raise pickle.UnpicklingError("expected a marshalled tuple of code objects")
+    if len(_table_cache) >= _CODE_CACHE_SIZE:
+        _table_cache.clear()
+    _table_cache[data] = codes
+    return codes
+
+
 def function(data, tag, globals, closure=None):
     """``types.FunctionType`` on code from ``load_code(data, tag)``.
 
@@ -237,3 +265,4 @@ def enum_member(cls, *args):
         member = member_type.__new__(cls, *data_args)
     member._value_ = value
     return member
+

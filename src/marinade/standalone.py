@@ -10,7 +10,8 @@ produce, so both modes share one set of reducers:
 - ``_rebuild.function(data, tag, globals, closure)`` becomes
   ``types.FunctionType(<code>, globals, None, None, closure)``;
 - ``_rebuild.cell(*contents)`` becomes ``types.CellType(*contents)``;
-- ``_rebuild.load_code(data, tag)`` becomes ``<guarded marshal.loads>(data)``;
+- ``_rebuild.load_code(data, tag)`` and ``_rebuild.load_code_table(data, tag)``
+  become ``<guarded marshal.loads>(data)``;
 - other ``_rebuild`` functions (``rebuild_class``, ``set_class_state``) are
   pickled by value, with the private helpers they use.
 
@@ -127,7 +128,7 @@ def rewrite(pickler, reduced):
         return (types.FunctionType, new_args) + reduced[2:]
     if func is _rebuild.cell:
         return (types.CellType,) + reduced[1:]
-    if func is _rebuild.load_code:
+    if func is _rebuild.load_code or func is _rebuild.load_code_table:
         data = reduced[1][0]
         return pickler._standalone_state.code(data).as_reduce()
     return reduced

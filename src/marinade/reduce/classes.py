@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import copyreg
 import hashlib
+import marshal
+import operator
 import sys
 import types
 from weakref import WeakKeyDictionary
 
-from .. import _registry
+from .. import _compat, _registry
 from .._lookup import lookup_by_reference
-from .._rebuild import enum_member, rebuild_class, set_class_state
-from ._expr import stable
-from .code import global_names
+from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
+from ._expr import Call, stable
+from .code import _stable_filename, code_table, globals_used
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
+_FunctionType = types.FunctionType
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()
 
 # Never copied: created by type() itself, or by the metaclass when it runs.
@@ -57,12 +60,13 @@ _NOT_IN_KEY = frozenset({"__slotnames__", "_abc_impl"})
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 
-def _fingerprint(value, out: list) -> None:
+def _fingerprint(value, out: list, tabled: frozenset = frozenset()) -> None:
     """Append what distinguishes ``value`` between two definitions of a class.
 
     Cheap and deterministic: code, and the reprs of plain constants (class
     attributes, defaults, atoms in closures and globals that methods use).
-    Other objects count by type only.
+    Other objects count by type only. Code in ``tabled`` (ids of the class's
+    code table, which enters the key as a whole) is not walked again.
     """
     if type(value) in _ATOMS:
         out.append(repr(value))
@@ -70,15 +74,21 @@ def _fingerprint(value, out: list) -> None:
     if type(value) is tuple:
         out.append("(")
         for item in value:
-            _fingerprint(item, out)
+            _fingerprint(item, out, tabled)
         out.append(")")
+        return
+    if type(value) is _FunctionType:
+        _function_fingerprint(value, out, tabled)
         return
     func = value
     if isinstance(value, (staticmethod, classmethod)):
         func = value.__func__
     elif isinstance(value, property):
         for part in (value.fget, value.fset, value.fdel):
-            _fingerprint(part, out)
+            _fingerprint(part, out, tabled)
+        return
+    if type(func) is _FunctionType:
+        _function_fingerprint(func, out, tabled)
         return
     code = getattr(func, "__code__", None)
     if not isinstance(code, types.CodeType):
@@ -86,19 +96,31 @@ def _fingerprint(value, out: list) -> None:
         out.append(f"<{kind.__module__}.{kind.__qualname__}>")
         return
     _code_fingerprint(code, out)
-    for part in (getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None)):
-        if part:
-            _fingerprint(tuple(part.values()) if isinstance(part, dict) else part, out)
-    for cell in getattr(func, "__closure__", None) or ():
-        try:
-            contents = cell.cell_contents
-        except ValueError:
-            continue
-        if type(contents) in _ATOMS:
-            out.append(repr(contents))
-    fglobals = getattr(func, "__globals__", None)
-    if fglobals:
-        for name in sorted(global_names(code)):
+
+
+def _function_fingerprint(func: types.FunctionType, out: list, tabled: frozenset) -> None:
+    code = func.__code__
+    if id(code) not in tabled:
+        _code_fingerprint(code, out)
+    defaults = func.__defaults__
+    if defaults:
+        _fingerprint(defaults, out, tabled)
+    kwdefaults = func.__kwdefaults__
+    if kwdefaults:
+        _fingerprint(tuple(kwdefaults.values()), out, tabled)
+    closure = func.__closure__
+    if closure:
+        for cell in closure:
+            try:
+                contents = cell.cell_contents
+            except ValueError:
+                continue
+            if type(contents) in _ATOMS:
+                out.append(repr(contents))
+    fglobals = func.__globals__
+    names = globals_used(code, fglobals)
+    if names:
+        for name in sorted(names):
             contents = fglobals.get(name)
             if type(contents) in _ATOMS:
                 out.append(f"{name}={contents!r}")
@@ -131,6 +153,73 @@ def _const_repr(const) -> str:
     return repr(const)
 
 
+class CodeTable:
+    """The code of a class's methods, shipped as one marshal blob.
+
+    ``call`` rebuilds the tuple of code objects at load time
+    (``_rebuild.load_code_table``) and ``items[i]`` picks the i-th one, so a
+    method travels as ``types.FunctionType(items[i], globals, ...)``: one
+    ``marshal.loads`` per class instead of one Python-level call per method.
+    """
+
+    __slots__ = ("codes", "data", "call", "items", "__weakref__")
+
+    def __init__(self, codes: tuple, data: bytes):
+        self.codes = codes
+        self.data = data
+        self.call = Call(load_code_table, (data, _compat.CODE_TAG))
+        self.items = [Call(operator.getitem, (self.call, i)) for i in range(len(codes))]
+
+    def key_bytes(self) -> bytes:
+        """The blob without its file names: the same script run from two
+        folders must give one class key."""
+        data = self.data
+        for name in {code.co_filename for code in self.codes}:
+            # Length and characters as marshal writes them (the type byte
+            # carries a reference flag that may vary).
+            data = data.replace(marshal.dumps(_stable_filename(name))[1:], b"")
+        return data
+
+
+_tables: WeakKeyDictionary[type, CodeTable] = WeakKeyDictionary()
+
+
+def _method_codes(cls: type) -> tuple:
+    """Code objects compiled in the body of ``cls`` (methods, static and class
+    methods, property accessors), each once, in definition order."""
+    prefix = cls.__qualname__ + "."
+    codes: dict[int, types.CodeType] = {}
+    for value in cls.__dict__.values():
+        kind = type(value)
+        if kind is _FunctionType:
+            funcs: tuple = (value,)
+        elif kind is staticmethod or kind is classmethod:
+            funcs = (value.__func__,)
+        elif kind is property:
+            funcs = (value.fget, value.fset, value.fdel)
+        else:
+            continue
+        for func in funcs:
+            if type(func) is _FunctionType:
+                code = func.__code__
+                if code.co_qualname.startswith(prefix):
+                    codes[id(code)] = code
+    return tuple(codes.values())
+
+
+def class_code_table(cls: type) -> CodeTable | None:
+    """The code table of ``cls`` (cached while its methods stay the same)."""
+    codes = _method_codes(cls)
+    if not codes:
+        return None
+    table = _tables.get(cls)
+    if table is not None and len(table.codes) == len(codes) \
+            and all(map(operator.is_, table.codes, codes)):
+        return table
+    table = _tables[cls] = CodeTable(codes, code_table(codes))
+    return table
+
+
 def _type_ident(kind: type) -> str:
     """How a base or metaclass enters a key: by name, or by its own key."""
     if kind.__flags__ & _HEAPTYPE and lookup_by_reference(kind) is None:
@@ -155,17 +244,24 @@ def class_key(cls: type) -> str:
     if known is None:
         parts: list = [cls.__module__, cls.__qualname__, _type_ident(type(cls))]
         parts.extend(_type_ident(base) for base in cls.__bases__)
+        table = class_code_table(cls)
+        tabled: frozenset = frozenset()
+        if table is not None:
+            tabled = frozenset(map(id, table.codes))
+            parts.append(table.key_bytes())
         for name, value in cls.__dict__.items():
             if name in _NOT_IN_KEY or (name == "__annotations__" and not value):
                 continue
             parts.append(f"\0{name}\0")
-            _fingerprint(value, parts)
-        # One update with everything joined: the same digest as one update per
-        # part, without a few hundred calls per class.
-        digest = hashlib.sha256(b"".join([part if type(part) is bytes
-                                          else part.encode("utf-8", "surrogatepass") + b"\0"
-                                          for part in parts]))
-        base_key = f"{cls.__module__}.{cls.__qualname__}#{digest.hexdigest()[:24]}"
+            _fingerprint(value, parts, tabled)
+        # Text and bytes (code) parts hashed as two joined streams: a few
+        # hundred small parts per class, two encodes instead of one each.
+        texts = "\0".join([part for part in parts if type(part) is str])
+        digest = hashlib.blake2b(texts.encode("utf-8", "surrogatepass"), digest_size=12)
+        for part in parts:
+            if type(part) is bytes:
+                digest.update(part)
+        base_key = f"{cls.__module__}.{cls.__qualname__}#{digest.hexdigest()}"
         # The sending process maps the key to the live class, so that a
         # payload loaded where it was made gives back the original.
         with reg.lock:
@@ -242,7 +338,15 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
 
     if bases is None:
         bases = cls.__bases__
-    args = (type(cls), cls.__name__, bases, namespace, class_key(cls))
+    key = class_key(cls)
+    table = class_code_table(cls)
+    if table is not None and pickler._portable_state is None:
+        # The methods, pickled with the state below, take their code from
+        # the table (see reduce_function).
+        code_slots = pickler._code_slots
+        for code, item in zip(table.codes, table.items):
+            code_slots[id(code)] = (code, item)
+    args = (type(cls), cls.__name__, bases, namespace, key)
     if kwds:
         args += (kwds,)
     return rebuild_class, args, (attrs, extras or None), None, None, set_class_state

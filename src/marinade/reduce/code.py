@@ -12,7 +12,7 @@ from __future__ import annotations
 import marshal
 import re
 import types
-from weakref import WeakKeyDictionary
+from weakref import KeyedRef
 
 from .. import _compat
 from .._rebuild import load_code
@@ -24,39 +24,40 @@ _GLOBAL_OPS = _compat.GLOBAL_NAME_OPS
 _LOAD_GLOBAL = _compat.LOAD_GLOBAL
 _EXTENDED_ARG = _compat.EXTENDED_ARG
 
-# Two cache levels per code object. The first is a plain dict keyed by
-# ``id(code)`` whose entries hold the code object itself: a lookup costs a
-# fraction of a WeakKeyDictionary's, and while the entry keeps the code alive
-# no other object can take its id. It is bounded (cleared when full), so it
-# pins at most _FAST_MAX code objects; the weak second level keeps results
-# for every live code object beyond that.
-_FAST_MAX = 4096
-_bytes_fast: dict[int, tuple[types.CodeType, bytes]] = {}
-_names_fast: dict[int, tuple[types.CodeType, frozenset[str]]] = {}
-_payload_cache: WeakKeyDictionary[types.CodeType, tuple[int, bytes]] = WeakKeyDictionary()
-_names_cache: WeakKeyDictionary[types.CodeType, frozenset[str]] = WeakKeyDictionary()
+# Results per live code object, in dicts keyed by ``id(code)``: looking a
+# code object up by itself would hash its whole content (every fresh lambda or
+# class would pay that). Each entry holds a weak reference whose callback
+# drops the entry when the code object dies, so nothing is pinned, no entry
+# outlives its code, and no other object can meet a stale entry under a
+# reused id (the callback runs while the old object is being freed).
+def _forgetter(cache: dict):
+    pop = cache.pop
+
+    def forget(ref: KeyedRef) -> None:
+        pop(ref.key, None)
+
+    return forget
+
+
+_bytes_cache: dict[int, tuple[KeyedRef, bytes]] = {}
+_names_cache: dict[int, tuple[KeyedRef, frozenset[str]]] = {}
+_info_cache: dict[int, tuple[KeyedRef, bytes, frozenset[str]]] = {}
+_forget_bytes = _forgetter(_bytes_cache)
+_forget_names = _forgetter(_names_cache)
+_forget_info = _forgetter(_info_cache)
 
 
 def code_bytes(code: types.CodeType) -> bytes:
     """Canonical marshal bytes of ``code`` (cached)."""
-    entry = _bytes_fast.get(id(code))
-    if entry is not None and entry[0] is code:
+    key = id(code)
+    entry = _bytes_cache.get(key)
+    if entry is not None and entry[0]() is code:
         return entry[1]
-    # Code objects compare equal when only co_filename differs: the weak
-    # level is keyed by equality, so its entry must also be this very object.
-    cached = _payload_cache.get(code)
-    if cached is not None and cached[0] == id(code):
-        data = cached[1]
-    else:
-        shipped = code
-        if _NOTEBOOK_FILENAME.match(code.co_filename):
-            shipped = _with_stable_filename(code)
-        data = _deterministic_marshal(shipped)
-        if cached is None:
-            _payload_cache[code] = (id(code), data)
-    if len(_bytes_fast) >= _FAST_MAX:
-        _bytes_fast.clear()
-    _bytes_fast[id(code)] = (code, data)
+    shipped = code
+    if _NOTEBOOK_FILENAME.match(code.co_filename):
+        shipped = _with_stable_filename(code)
+    data = _deterministic_marshal(shipped)
+    _bytes_cache[key] = (KeyedRef(code, _forget_bytes, key), data)
     return data
 
 
@@ -141,37 +142,73 @@ def _scan(code: types.CodeType, names: set[str]) -> None:
 
 def global_names(code: types.CodeType) -> frozenset[str]:
     """Names that ``code`` (or code nested in it) reads or writes as globals."""
-    entry = _names_fast.get(id(code))
-    if entry is not None and entry[0] is code:
+    key = id(code)
+    entry = _names_cache.get(key)
+    if entry is not None and entry[0]() is code:
         return entry[1]
-    names = _names_cache.get(code)
-    if names is None:
-        found: set[str] = set()
-        _scan(code, found)
-        names = _names_cache[code] = frozenset(found)
-    if len(_names_fast) >= _FAST_MAX:
-        _names_fast.clear()
-    _names_fast[id(code)] = (code, names)
+    found: set[str] = set()
+    _scan(code, found)
+    names = frozenset(found)
+    _names_cache[key] = (KeyedRef(code, _forget_names, key), names)
     return names
 
 
-_info_fast: dict[int, tuple[types.CodeType, bytes, frozenset[str]]] = {}
+def _may_use_globals(code: types.CodeType, fglobals: dict) -> bool:
+    for name in code.co_names:
+        if name in fglobals:
+            return True
+    for const in code.co_consts:
+        if type(const) is _CodeType and _may_use_globals(const, fglobals):
+            return True
+    return False
 
 
-def code_info(code: types.CodeType) -> tuple[types.CodeType, bytes, frozenset[str]]:
-    """``(code, code_bytes(code), global_names(code))`` in one lookup.
+def globals_used(code: types.CodeType, fglobals: dict) -> frozenset[str]:
+    """``global_names(code)``, or nothing when no name of the code is in ``fglobals``.
+
+    Only names found in a function's globals are shipped, so fresh code (the
+    methods of a new class: attribute names, builtins) usually skips the
+    opcode scan. A superset of what gets shipped: callers still check
+    ``name in fglobals``.
+    """
+    entry = _names_cache.get(id(code))
+    if entry is not None and entry[0]() is code:
+        return entry[1]
+    if not _may_use_globals(code, fglobals):
+        return frozenset()
+    return global_names(code)
+
+
+def code_info(code: types.CodeType) -> tuple[bytes, frozenset[str]]:
+    """``(code_bytes(code), global_names(code))`` in one lookup.
 
     ``reduce_function`` needs both for every function it pickles; one cached
     entry instead of two lookups is a measurable part of a closure's cost.
     """
-    entry = _info_fast.get(id(code))
-    if entry is not None and entry[0] is code:
-        return entry
-    entry = (code, code_bytes(code), global_names(code))
-    if len(_info_fast) >= _FAST_MAX:
-        _info_fast.clear()
-    _info_fast[id(code)] = entry
-    return entry
+    key = id(code)
+    entry = _info_cache.get(key)
+    if entry is not None and entry[0]() is code:
+        return entry[1], entry[2]
+    data = code_bytes(code)
+    names = global_names(code)
+    _info_cache[key] = (KeyedRef(code, _forget_info, key), data, names)
+    return data, names
+
+
+def code_table(codes: tuple) -> bytes:
+    """Canonical marshal bytes of a tuple of code objects (the methods of a class).
+
+    One marshal pass for all of them instead of one per code object, and the
+    strings they share (file name, argument names) are written once.
+    """
+    filenames = {code.co_filename for code in codes}
+    if any(_NOTEBOOK_FILENAME.match(name) for name in filenames):
+        codes = tuple(_with_stable_filename(code) for code in codes)
+    raw = marshal.dumps(codes)
+    for code in codes:
+        if _holds_frozenset(code.co_consts):
+            return canonical_marshal(raw)
+    return marshal.dumps(marshal.loads(raw))
 
 
 def reduce_code(code: types.CodeType):

@@ -12,12 +12,13 @@ after load, as they did before: a ``global`` write in one is seen by the others.
 
 from __future__ import annotations
 
+import builtins
 import types
 
 from .. import _compat
 from .._rebuild import cell, function
 from ._expr import Call, sequence, stable
-from .code import code_info
+from .code import code_info, globals_used
 
 _dict_update = dict.update
 # Bound once: read for every function pickled.
@@ -66,7 +67,14 @@ def reduce_function(pickler, func: types.FunctionType):
     code = func.__code__
     fglobals = func.__globals__
     effects = []
-    _, data, names = code_info(code)  # canonical bytes and global names, cached
+    slot = pickler._code_slots.get(id(code))
+    if slot is not None and slot[0] is code:
+        # A method whose class ships its code in one table (reduce_class).
+        data = slot[1]
+        names = globals_used(code, fglobals)
+    else:
+        slot = None
+        data, names = code_info(code)  # canonical bytes and global names, cached
     annotations = func.__annotations__
     if annotations:
         names = names | _annotation_names(annotations)
@@ -122,6 +130,30 @@ def reduce_function(pickler, func: types.FunctionType):
     if fdict:
         attrs.update(fdict)  # __wrapped__, user attributes, ...
 
+    if slot is not None:
+        # types.FunctionType directly (no Python-level reconstructor): the
+        # globals must then hold __builtins__ themselves, which 3.12+ C code
+        # that imports (``Generic[T]``) reads from the calling function's globals.
+        if shared is None:
+            shared = _shared_globals(pickler, fglobals)
+        target = shared.target
+        if "__builtins__" not in target:
+            target["__builtins__"] = builtins
+            shared.planned.add("__builtins__")
+        defaults = attrs.get("__defaults__")
+        if defaults is not None and all(type(value) in ATOMS for value in defaults):
+            # Plain constants cannot refer back to the function: they go in
+            # the FunctionType call instead of the state.
+            del attrs["__defaults__"]
+            args = (data, target, None, defaults, closure)
+        elif closure is not None:
+            args = (data, target, None, None, closure)
+        else:
+            args = (data, target)
+        if not effects and not attrs:
+            return types.FunctionType, args
+        effect = sequence(effects) if effects else None
+        return types.FunctionType, args, (effect, attrs) if attrs else effect
     if closure is None and not names and type(module) is str and module_name == module:
         # No globals to share or fill: the module name stands in for the dict.
         # (Only a str can: exec'd code without __name__ has __module__ None.)

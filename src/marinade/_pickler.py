@@ -264,8 +264,10 @@ class _FunctionState:
     Simple functions never touch the per-dump state, so it is made on demand.
     """
 
+    _code_slots: dict = {}  # never filled: no class is reduced on this path
+
     def __getattr__(self, name):
-        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells", "_code_slots"):
+        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells"):
             raise AttributeError(name)
         _reset_state(self)
         return getattr(self, name)

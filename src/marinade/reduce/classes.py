@@ -104,7 +104,10 @@ def _function_fingerprint(func: types.FunctionType, out: list, tabled: frozenset
         _code_fingerprint(code, out)
     defaults = func.__defaults__
     if defaults:
-        _fingerprint(defaults, out, tabled)
+        if _ATOMS.issuperset(map(type, defaults)):
+            out.append(repr(defaults))
+        else:
+            _fingerprint(defaults, out, tabled)
     kwdefaults = func.__kwdefaults__
     if kwdefaults:
         _fingerprint(tuple(kwdefaults.values()), out, tabled)
@@ -252,8 +255,11 @@ def class_key(cls: type) -> str:
         for name, value in cls.__dict__.items():
             if name in _NOT_IN_KEY or (name == "__annotations__" and not value):
                 continue
-            parts.append(f"\0{name}\0")
-            _fingerprint(value, parts, tabled)
+            parts.append(name)
+            if type(value) is _FunctionType:
+                _function_fingerprint(value, parts, tabled)
+            else:
+                _fingerprint(value, parts, tabled)
         # Text and bytes (code) parts hashed as two joined streams: a few
         # hundred small parts per class, two encodes instead of one each.
         texts = "\0".join([part for part in parts if type(part) is str])

@@ -41,10 +41,8 @@ def _forgetter(cache: dict):
 
 _bytes_cache: dict[int, tuple[KeyedRef, bytes]] = {}
 _names_cache: dict[int, tuple[KeyedRef, frozenset[str]]] = {}
-_info_cache: dict[int, tuple[KeyedRef, bytes, frozenset[str]]] = {}
 _forget_bytes = _forgetter(_bytes_cache)
 _forget_names = _forgetter(_names_cache)
-_forget_info = _forgetter(_info_cache)
 
 
 def code_bytes(code: types.CodeType) -> bytes:
@@ -179,6 +177,14 @@ def globals_used(code: types.CodeType, fglobals: dict) -> frozenset[str]:
     return global_names(code)
 
 
+# The hottest lookup (every function pickled) holds its code object
+# strongly, so a hit is one dict lookup and one identity test, no weak
+# reference call; bounded (cleared when full) so it pins at most _INFO_MAX
+# code objects. The weak caches above still answer for the others.
+_INFO_MAX = 4096
+_info_cache: dict[int, tuple[types.CodeType, bytes, frozenset[str]]] = {}
+
+
 def code_info(code: types.CodeType) -> tuple[bytes, frozenset[str]]:
     """``(code_bytes(code), global_names(code))`` in one lookup.
 
@@ -187,11 +193,13 @@ def code_info(code: types.CodeType) -> tuple[bytes, frozenset[str]]:
     """
     key = id(code)
     entry = _info_cache.get(key)
-    if entry is not None and entry[0]() is code:
+    if entry is not None and entry[0] is code:
         return entry[1], entry[2]
     data = code_bytes(code)
     names = global_names(code)
-    _info_cache[key] = (KeyedRef(code, _forget_info, key), data, names)
+    if len(_info_cache) >= _INFO_MAX:
+        _info_cache.clear()
+    _info_cache[key] = (code, data, names)
     return data, names
 
 

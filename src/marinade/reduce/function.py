@@ -18,7 +18,7 @@ import types
 from .. import _compat
 from .._rebuild import cell, function
 from ._expr import Call, sequence, stable
-from .code import code_info, globals_used
+from .code import _info_cache, code_info, globals_used
 
 _dict_update = dict.update
 # Bound once: read for every function pickled.
@@ -67,14 +67,23 @@ def reduce_function(pickler, func: types.FunctionType):
     code = func.__code__
     fglobals = func.__globals__
     effects = []
-    slot = pickler._code_slots.get(id(code))
-    if slot is not None and slot[0] is code:
-        # A method whose class ships its code in one table (reduce_class).
-        data = slot[1]
-        names = globals_used(code, fglobals)
+    key = id(code)
+    slot = None
+    entry = _info_cache.get(key)  # code_info(code), its cache hit inlined
+    if entry is not None and entry[0] is code:
+        _, data, names = entry
     else:
-        slot = None
-        data, names = code_info(code)  # canonical bytes and global names, cached
+        slots = pickler._code_slots
+        slot = slots.get(key) if slots else None
+        if slot is not None and slot[0] is code:
+            # A method whose class ships its code in one table (reduce_class).
+            # (Code already pickled on its own, found above, is shipped as
+            # such: correct either way, and the closure path stays lean.)
+            data = slot[1]
+            names = globals_used(code, fglobals)
+        else:
+            slot = None
+            data, names = code_info(code)  # canonical bytes and global names
     annotations = func.__annotations__
     if annotations:
         names = names | _annotation_names(annotations)
@@ -131,29 +140,7 @@ def reduce_function(pickler, func: types.FunctionType):
         attrs.update(fdict)  # __wrapped__, user attributes, ...
 
     if slot is not None:
-        # types.FunctionType directly (no Python-level reconstructor): the
-        # globals must then hold __builtins__ themselves, which 3.12+ C code
-        # that imports (``Generic[T]``) reads from the calling function's globals.
-        if shared is None:
-            shared = _shared_globals(pickler, fglobals)
-        target = shared.target
-        if "__builtins__" not in target:
-            target["__builtins__"] = builtins
-            shared.planned.add("__builtins__")
-        defaults = attrs.get("__defaults__")
-        if defaults is not None and all(type(value) in ATOMS for value in defaults):
-            # Plain constants cannot refer back to the function: they go in
-            # the FunctionType call instead of the state.
-            del attrs["__defaults__"]
-            args = (data, target, None, defaults, closure)
-        elif closure is not None:
-            args = (data, target, None, None, closure)
-        else:
-            args = (data, target)
-        if not effects and not attrs:
-            return types.FunctionType, args
-        effect = sequence(effects) if effects else None
-        return types.FunctionType, args, (effect, attrs) if attrs else effect
+        return _reduce_tabled(pickler, fglobals, shared, data, closure, effects, attrs)
     if closure is None and not names and type(module) is str and module_name == module:
         # No globals to share or fill: the module name stands in for the dict.
         # (Only a str can: exec'd code without __name__ has __module__ None.)
@@ -171,6 +158,36 @@ def reduce_function(pickler, func: types.FunctionType):
     # BUILD: a lone None-valued effect is a valid (empty) state; attributes go
     # through the slot-state dict, which BUILD applies with setattr.
     return function, args, (effect, attrs) if attrs else effect
+
+
+def _reduce_tabled(pickler, fglobals, shared, code_expr, closure, effects, attrs):
+    """The end of ``reduce_function`` for a method whose code is in its class's table.
+
+    ``types.FunctionType`` is called directly (no Python-level
+    reconstructor), so the globals must hold ``__builtins__`` themselves:
+    3.12+ C code that imports (``Generic[T]``) reads it from the calling
+    function's globals.
+    """
+    if shared is None:
+        shared = _shared_globals(pickler, fglobals)
+    target = shared.target
+    if "__builtins__" not in target:
+        target["__builtins__"] = builtins
+        shared.planned.add("__builtins__")
+    defaults = attrs.get("__defaults__")
+    if defaults is not None and ATOMS.issuperset(map(type, defaults)):
+        # Plain constants cannot refer back to the function: they go in the
+        # FunctionType call instead of the state.
+        del attrs["__defaults__"]
+        args = (code_expr, target, None, defaults, closure)
+    elif closure is not None:
+        args = (code_expr, target, None, None, closure)
+    else:
+        args = (code_expr, target)
+    if not effects and not attrs:
+        return types.FunctionType, args
+    effect = sequence(effects) if effects else None
+    return types.FunctionType, args, (effect, attrs) if attrs else effect
 
 
 def reduce_cell(pickler, obj: types.CellType):

@@ -1,9 +1,10 @@
 """Write the golden payloads of this interpreter: tests/golden/py3XY/<mode>.pkl.
 
 Run as ``python tests/golden/make_golden.py`` with each supported interpreter
-(marinade installed) when the payload format gains something new. Existing
-files must never be regenerated to make a test pass: they are what old
-payloads in the wild look like, and test_golden.py loads them forever.
+(marinade installed) when the payload format gains something new: add a
+generation below. It writes only missing files. Existing files must never be
+regenerated to make a test pass: they are what old payloads in the wild look
+like, and test_golden.py loads them forever.
 """
 
 import dataclasses
@@ -71,17 +72,31 @@ def objects():
             "gen": gen}
 
 
+# Each format generation adds files; existing files are never rewritten.
+# 1: the first format. 2: class methods as one code table (load_code_table).
+GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone")}
+OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
+
+
+def golden_name(mode: str, generation: int) -> str:
+    return f"{mode}.pkl" if generation == 1 else f"{mode}-{generation}.pkl"
+
+
 def main():
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "py{}{}".format(*sys.version_info[:2]))
     os.makedirs(folder, exist_ok=True)
-    modes = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
-    for mode, options in modes.items():
-        objs = objects()
-        if mode != "default":
-            del objs["gen"]  # frames need the default mode
-        with open(os.path.join(folder, f"{mode}.pkl"), "wb") as f:
-            f.write(marinade.dumps(objs, **options))
+    for generation, modes in GENERATIONS.items():
+        for mode in modes:
+            path = os.path.join(folder, golden_name(mode, generation))
+            if os.path.exists(path):
+                continue
+            objs = objects()
+            if mode != "default":
+                del objs["gen"]  # frames need the default mode
+            with open(path, "wb") as f:
+                f.write(marinade.dumps(objs, **OPTIONS[mode]))
+            print("wrote", path)
 
 
 if __name__ == "__main__":

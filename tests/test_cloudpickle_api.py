@@ -5,16 +5,18 @@ two documented ways of customising its Pickler: ``reducer_override`` chaining
 and ``dispatch_table``.
 """
 
+import builtins
 import inspect
 import io
 import pickle
+import sys
 import threading
 
 import pytest
 
 import marinade
 
-from helpers import LOAD, run_roundtrip
+from helpers import LOAD, run_roundtrip, run_script
 
 cloudpickle = pytest.importorskip("cloudpickle")
 
@@ -165,3 +167,129 @@ def test_dispatch_table_assigned_after_init_overrides_builtin_reducers():
     pickler.dispatch_table = {weakref.WeakSet: lambda ws: (list, ([],))}
     pickler.dump((weakref.WeakSet([item]), item))
     assert type(pickle.loads(file.getvalue())[0]) is list
+
+
+# cloudpickle's submodules and helpers ----------------------------------------
+
+
+def test_submodule_spellings():
+    import marinade as cp  # "import marinade as cloudpickle", as user code spells it
+    from marinade.cloudpickle import CloudPickler
+    from marinade.cloudpickle_fast import CloudPickler as FastPickler
+
+    assert CloudPickler is FastPickler is marinade.Pickler
+    for module in (cp.cloudpickle, cp.cloudpickle_fast):
+        # every public name of cloudpickle's own submodule API, with marinade's objects
+        for name in cloudpickle.__all__:
+            if name != "__version__":
+                assert getattr(module, name) is getattr(marinade, name), (module, name)
+        assert module.DEFAULT_PROTOCOL == pickle.HIGHEST_PROTOCOL
+        assert module.list_registry_pickle_by_value is marinade.list_registry_pickle_by_value
+        assert module.PicklingError is marinade.PicklingError
+    scale = 3
+    data = cp.cloudpickle_fast.dumps(lambda x: x * scale, protocol=4)
+    assert pickle.loads(data)(2) == 6
+    file = io.BytesIO()
+    cp.cloudpickle.dump([lambda: "dumped"], file)
+    file.seek(0)
+    assert cp.cloudpickle_fast.load(file)[0]() == "dumped"
+    # top level too, as cloudpickle re-exports them
+    for name in ("subimport", "dynamic_subimport", "instance"):
+        assert getattr(cp, name) is getattr(cp.cloudpickle, name)
+        assert callable(getattr(cloudpickle, name))  # (they are cloudpickle's names)
+    with pytest.raises(AttributeError):
+        cp.no_such_name
+
+
+_GLOBAL_G = 1
+
+
+def _uses_globals(items):
+    global _WRITTEN
+    _WRITTEN = 1
+    del _WRITTEN
+
+    def nested():
+        return io.BytesIO, _GLOBAL_G
+
+    class Local(dict):
+        attr = _GLOBAL_G
+
+    return [len(x) for x in items], nested, Local, threading
+
+
+def test_helpers_behave_like_cloudpickles():
+    from marinade import cloudpickle as ours
+
+    theirs = cloudpickle.cloudpickle
+    for func in (_uses_globals, test_submodule_spellings, lambda: _GLOBAL_G):
+        assert set(ours._extract_code_globals(func.__code__)) == set(
+            theirs._extract_code_globals(func.__code__))
+    assert set(ours._extract_code_globals(_uses_globals.__code__)) == {
+        "_WRITTEN", "io", "_GLOBAL_G", "dict", "len", "threading"}
+
+    assert ours.subimport("xml.dom") is sys.modules["xml.dom"]
+    module = ours.dynamic_subimport("made_here", {"x": 41, "f": len})
+    reference = theirs.dynamic_subimport("made_here", {"x": 41})
+    assert type(module) is type(reference) and module.__name__ == "made_here"
+    assert "made_here" not in sys.modules
+    assert sorted(vars(module)) == sorted(set(vars(reference)) | {"f"})
+    assert module.x == 41 and module.__builtins__ is builtins.__dict__
+
+    @ours.instance
+    class Single:
+        value = 5
+
+    assert Single.value == 5 and type(Single).__name__ == "Single"
+
+
+def test_import_marinade_loads_no_compat_module(tmp_path):
+    proc = run_script(tmp_path, """
+        import sys
+        import marinade
+        print(sorted(m for m in sys.modules if "cloudpickle" in m))
+        marinade.cloudpickle_fast.dumps
+        print(sorted(m for m in sys.modules if "cloudpickle" in m))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[]", "['marinade.cloudpickle', 'marinade.cloudpickle_fast']"]
+
+
+def test_sys_modules_alias(tmp_path):
+    # Swapping marinade in for cloudpickle under code that imports it by name:
+    # the submodule spellings resolve to marinade's too.
+    out = run_roundtrip(
+        tmp_path,
+        producer="""
+            import os, sys
+            import marinade
+            sys.modules["cloudpickle"] = marinade
+
+            import cloudpickle
+            import cloudpickle.cloudpickle as cp_module
+            from cloudpickle.cloudpickle import CloudPickler, _extract_code_globals, subimport
+            from cloudpickle.cloudpickle_fast import dumps
+
+            class Point:
+                def __init__(self, x):
+                    self.x = x
+
+            assert CloudPickler is marinade.Pickler and dumps is marinade.dumps
+            assert cloudpickle.cloudpickle_fast.CloudPickler is marinade.Pickler
+            assert cp_module.register_pickle_by_value is marinade.register_pickle_by_value
+            assert subimport("os") is os and "Point" in _extract_code_globals(
+                (lambda: Point).__code__)
+            real = [m for m, mod in sys.modules.items()
+                    if "cloudpickle" in m and "marinade" not in getattr(mod, "__file__", "")]
+            assert real == [], real  # no real cloudpickle was imported
+            with open(os.environ["MARINADE_PAYLOAD"], "wb") as f:
+                f.write(dumps([Point(4), lambda p: p.x + 1]))
+        """,
+        consumer=f"""
+            {LOAD}
+            point, f = obj
+            print(type(point).__name__, f(point))
+        """,
+    )
+    assert out == "Point 5"

@@ -330,3 +330,113 @@ def test_type_parameter_defaults(tmp_path):
         "True <class 'int'> [<class 'str'>] typing.Unpack[tuple[int, ...]]",
         "False True",
     ]
+
+
+# String annotations of classes (from __future__ import annotations) ---------
+
+CLASS_HINTS_PRODUCER = f"""
+    from __future__ import annotations
+
+    import dataclasses
+    import typing
+    from decimal import Decimal
+    from typing import Annotated, ClassVar, NamedTuple, Optional, TypedDict
+
+    @dataclasses.dataclass
+    class Node:
+        value: Decimal
+        next: Optional[Node] = None
+        count: ClassVar[int] = 0
+        tag: Annotated[str, "meta"] = ""
+
+    class Tree(Node):
+        children: list[Node]
+        parent: Optional[Tree]
+
+    class Plain:
+        node: Node
+        amounts: dict[str, Decimal]
+
+    class Pair(NamedTuple):
+        left: Decimal
+        right: Optional[Node] = None
+
+    class Row(TypedDict):
+        price: Decimal
+        node: Node
+
+    obj = (Node, Tree, Plain, Pair, Row)
+    {DUMP}
+"""
+
+CLASS_HINTS_CONSUMER = f"""
+    import typing
+    from typing import Optional
+
+    class Node:  # the consumer's own names must not leak into the loaded hints
+        pass
+    Decimal = None
+
+    {LOAD}
+    LNode, Tree, Plain, Pair, Row = obj
+    import decimal
+    hints = typing.get_type_hints
+    h = hints(LNode, include_extras=True)
+    print(h["value"] is decimal.Decimal, h["next"] == Optional[LNode],
+          h["count"] == typing.ClassVar[int], h["tag"] == typing.Annotated[str, "meta"])
+    h = hints(Tree)
+    print(h["children"] == list[LNode], h["parent"] == Optional[Tree], h["value"] is decimal.Decimal)
+    h = hints(Plain)
+    print(h == {{"node": LNode, "amounts": dict[str, decimal.Decimal]}})
+    print(hints(Pair) == {{"left": decimal.Decimal, "right": Optional[LNode]}},
+          hints(Row) == {{"price": decimal.Decimal, "node": LNode}})
+"""
+
+
+def test_get_type_hints_on_classes_with_string_annotations(tmp_path):
+    out = run_roundtrip(tmp_path, producer=CLASS_HINTS_PRODUCER, consumer=CLASS_HINTS_CONSUMER)
+    assert out.splitlines() == ["True True True True", "True True True", "True", "True True"]
+
+
+def test_resolved_class_annotations():
+    import sys
+    import textwrap
+    import types
+    import typing
+
+    from marinade.reduce.typing import resolved_class_annotations
+
+    module = types.ModuleType("_marinade_annotation_probe")
+    sys.modules[module.__name__] = module
+    try:
+        exec(textwrap.dedent("""
+            from __future__ import annotations
+            import typing
+            from decimal import Decimal
+            from typing import ClassVar, Optional
+            if typing.TYPE_CHECKING:
+                from fractions import Fraction
+
+            class Node:
+                class Inner:
+                    pass
+                value: Optional[Decimal]
+                inner: Inner  # a name of the class body
+                later: Fraction  # known to type checkers only
+                count: ClassVar[int] = 0
+
+            class Done:
+                x: int
+            Done.__annotations__["x"] = int
+        """), module.__dict__)
+        Node, Done = module.Node, module.Done
+        resolved = resolved_class_annotations(Node)
+        assert resolved == {"value": module.Optional[module.Decimal], "inner": Node.Inner,
+                            "later": "Fraction", "count": typing.ClassVar[int]}
+        assert list(resolved) == list(Node.__annotations__)  # same order
+        assert Node.__annotations__["value"] == "Optional[Decimal]"  # the class is untouched
+        assert resolved_class_annotations(Done) is None  # nothing to evaluate
+        Node.__annotations__["extra"] = "Decimal"  # changed annotations: evaluated again
+        assert resolved_class_annotations(Node)["extra"] is module.Decimal
+    finally:
+        del sys.modules[module.__name__]

@@ -110,3 +110,23 @@ def explain(obj, *, depth=4, max_children=50, protocol=None, name="obj"):
 
 __all__ += ["RestrictedError", "SignatureError", "explain", "inspect"]
 # end of safety (issue 6) -----------------------------------------------------
+
+# cloudpickle compatibility ---------------------------------------------------
+# ``import marinade as cloudpickle`` also serves ``cloudpickle.cloudpickle.X``,
+# ``cloudpickle.cloudpickle_fast.X`` and the helpers cloudpickle re-exports at
+# top level. Loaded on first access, so ``import marinade`` stays as cheap.
+_CLOUDPICKLE_SUBMODULES = frozenset({"cloudpickle", "cloudpickle_fast"})
+_CLOUDPICKLE_HELPERS = frozenset({"subimport", "dynamic_subimport", "instance"})
+
+
+def __getattr__(name):
+    if name in _CLOUDPICKLE_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _CLOUDPICKLE_HELPERS:
+        from . import cloudpickle as _cloudpickle
+
+        return getattr(_cloudpickle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# end of cloudpickle compatibility --------------------------------------------

@@ -266,3 +266,28 @@ def enum_member(cls, *args):
     member._value_ = value
     return member
 
+
+def shared_object(key, factory, attrs=None):
+    """``factory()`` the first time ``key`` loads in this process, the same object after.
+
+    For objects that must keep one identity across payloads, as classes sent
+    by value do (a ``TypeVar`` from ``__main__``, in a generic class of one
+    payload and a function of another). ``key`` is a digest of the object's
+    definition; the sender maps it to the original, so a payload loaded where
+    it was made gives the original back. ``attrs`` are set on a newly made
+    object only (``__module__``, which constructors read from the calling
+    frame): an object already alive here is never changed.
+    """
+    reg = _registry()
+    with reg.lock:
+        obj = reg.classes.get(key)
+        if obj is None:
+            obj = factory()
+            if attrs:
+                for name, value in attrs.items():
+                    setattr(obj, name, value)
+            reg.classes[key] = obj
+            keys = getattr(reg, "keys", None)  # absent in registries made by older payloads
+            if keys is not None:
+                keys[obj] = key
+        return obj

@@ -333,6 +333,15 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
         if name in skip or name in slots:
             continue
         attrs[name] = stable(value)
+    if "__annotations__" in attrs:
+        # String annotations evaluated here, where their names exist:
+        # get_type_hints(cls) looks them up in the loading process's module
+        # of that name, which is another __main__ (see resolved_class_annotations).
+        from .typing import resolved_class_annotations  # (typing imports this module)
+
+        resolved = resolved_class_annotations(cls)
+        if resolved is not None:
+            attrs["__annotations__"] = resolved
 
     if enum_plan is not None:
         member_dicts = _enum_member_dicts(cls)

@@ -293,3 +293,55 @@ def test_sys_modules_alias(tmp_path):
         """,
     )
     assert out == "Point 5"
+
+
+# -- Pickler.dispatch_table read on the class, as cloudpickle code uses it -------
+
+DISPATCH_PRODUCER = """
+import collections, copyreg, io, pickle
+import marinade
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+def reduce_point(p):
+    return (complex, (p.x, 7))   # a visible marker: loads as a complex number
+
+table = marinade.CloudPickler.dispatch_table
+assert isinstance(table, collections.ChainMap) and copyreg.dispatch_table in table.maps
+assert isinstance(table.copy(), collections.ChainMap) and isinstance(table.new_child(), collections.ChainMap)
+# nothing registered: a plain pickler has no table, the C fast path stays on
+assert not hasattr(marinade.Pickler(io.BytesIO()), "dispatch_table")
+
+class MyPickler(marinade.CloudPickler):
+    dispatch_table = collections.ChainMap({Point: reduce_point}, marinade.CloudPickler.dispatch_table)
+
+buf = io.BytesIO()
+MyPickler(buf).dump([Point(3), lambda y: y * 2])
+payloads = [buf.getvalue()]
+
+marinade.Pickler.dispatch_table[Point] = reduce_point    # class-wide registration
+try:
+    payloads.append(marinade.dumps([Point(4), lambda y: y + 1]))
+finally:
+    del marinade.Pickler.dispatch_table[Point]
+payloads.append(marinade.dumps([Point(5), lambda y: y - 1]))   # gone again
+import os
+with open(os.environ["MARINADE_PAYLOAD"], "wb") as f:
+    pickle.dump(payloads, f)   # a list of bytes: plain pickle is enough
+"""
+
+DISPATCH_CONSUMER = """
+import os, pickle
+with open(os.environ["MARINADE_PAYLOAD"], "rb") as f:
+    payloads = pickle.load(f)
+for data in payloads:
+    value, func = pickle.loads(data)
+    print(type(value).__name__, value if isinstance(value, complex) else value.x, func(10))
+"""
+
+
+def test_class_level_dispatch_table_like_cloudpickle(tmp_path):
+    out = run_roundtrip(tmp_path, producer=DISPATCH_PRODUCER, consumer=DISPATCH_CONSUMER)
+    assert out.splitlines() == ["complex (3+7j) 20", "complex (4+7j) 11", "Point 5 9"]

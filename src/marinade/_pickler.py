@@ -14,6 +14,7 @@ import io
 import pickle
 import sys
 import types
+from collections import ChainMap
 
 from . import _diagnose
 from . import standalone as _standalone
@@ -138,6 +139,40 @@ def _fast_override(pickler: Pickler, shared: dict):
     return reducer_override
 
 
+_C_DISPATCH_TABLE = pickle.Pickler.dispatch_table  # the C pickler's own slot
+# What ``Pickler.dispatch_table`` reads on the class, as cloudpickle's does: a
+# ChainMap over copyreg's table that code written for cloudpickle copies
+# (``.copy()``, ``.new_child()``, ``ChainMap(mine, Pickler.dispatch_table)``)
+# or registers into (``Pickler.dispatch_table[T] = reducer``).
+_class_dispatch_table: ChainMap = ChainMap({}, copyreg.dispatch_table)
+
+
+class _DispatchTable:
+    """``dispatch_table``: the ChainMap above on the class; on a pickler, the
+    table set on it, or the ChainMap once something was registered in it.
+
+    While nothing is registered, a pickler has no dispatch table at all, so
+    the C pickler keeps its fast path (it would otherwise consult a Python
+    mapping for every object it pickles).
+    """
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return _class_dispatch_table
+        try:
+            return _C_DISPATCH_TABLE.__get__(obj, owner)
+        except AttributeError:
+            if _class_dispatch_table.maps[0]:
+                return _class_dispatch_table
+            raise
+
+    def __set__(self, obj, value):
+        _C_DISPATCH_TABLE.__set__(obj, value)
+
+    def __delete__(self, obj):
+        _C_DISPATCH_TABLE.__delete__(obj)
+
+
 class Pickler(pickle.Pickler):
     """A ``pickle.Pickler`` that pickles functions and classes by value when
     the loading side could not import them.
@@ -145,7 +180,12 @@ class Pickler(pickle.Pickler):
     Subclasses may define ``dispatch_table`` or their own ``reducer_override``
     (calling ``super().reducer_override(obj)`` for the objects they don't
     handle); entries in ``dispatch_table`` take precedence over marinade's.
+    As in cloudpickle, ``Pickler.dispatch_table`` read on the class is a
+    ``collections.ChainMap`` over ``copyreg.dispatch_table``; reducers
+    registered in it apply to every marinade pickler made afterwards.
     """
+
+    dispatch_table = _DispatchTable()
 
     def __init__(self, file, protocol: int | None = None, buffer_callback=None, *,
                  standalone: bool = False, portable: bool = False):
@@ -156,7 +196,8 @@ class Pickler(pickle.Pickler):
             super().__init__(file, protocol, buffer_callback=buffer_callback)
         self._protocol = protocol
         table = _current_reducers()
-        if type(self) is not Pickler:  # only a subclass can bring a dispatch_table
+        # Only a subclass, or a registration in the class-level table, brings one.
+        if type(self) is not Pickler or _class_dispatch_table.maps[0]:
             user_table = getattr(self, "dispatch_table", None)
             if user_table is not None and user_table is not copyreg.dispatch_table:
                 if any(t in user_table for t in table):

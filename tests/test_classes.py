@@ -523,3 +523,33 @@ def test_importable_framework_base(tmp_path):
         env={"PYTHONPATH": str(lib)},
     )
     assert out.splitlines() == ["['Auto'] typed typed framework"]
+
+
+REPLACED_METHOD_PRODUCER = """
+import os, marinade
+
+class Greeter:
+    def hello(self):
+        return "old hello"
+
+    def bye(self):
+        return "bye"
+
+marinade.dumps(Greeter)            # the class's code table is made here
+Greeter.hello = lambda self: "new hello"
+def extra(self):
+    return "extra " + self.bye()
+Greeter.extra = extra
+with open(os.environ["MARINADE_PAYLOAD"], "wb") as f:
+    f.write(marinade.dumps(Greeter()))
+"""
+
+REPLACED_METHOD_CONSUMER = LOAD + """
+print(obj.hello(), "|", obj.bye(), "|", obj.extra())
+"""
+
+
+def test_methods_changed_after_a_first_dump_travel(tmp_path):
+    out = run_roundtrip(tmp_path, producer=REPLACED_METHOD_PRODUCER,
+                        consumer=REPLACED_METHOD_CONSUMER)
+    assert out.strip() == "new hello | bye | extra bye"

@@ -211,14 +211,20 @@ def _method_codes(cls: type) -> tuple:
 
 
 def class_code_table(cls: type) -> CodeTable | None:
-    """The code table of ``cls`` (cached while its methods stay the same)."""
+    """The code table of ``cls``, made on its first dump and kept.
+
+    Not checked against the class again: a method set on the class later is
+    simply not in the table, and ``reduce_function`` ships its code on its
+    own (it looks code up by identity), so a stale table costs bytes, never
+    correctness. (Walking the class dict again costs more than the rest of a
+    warm class dump's bookkeeping.)
+    """
+    table = _tables.get(cls)
+    if table is not None:
+        return table
     codes = _method_codes(cls)
     if not codes:
         return None
-    table = _tables.get(cls)
-    if table is not None and len(table.codes) == len(codes) \
-            and all(map(operator.is_, table.codes, codes)):
-        return table
     table = _tables[cls] = CodeTable(codes, code_table(codes))
     return table
 

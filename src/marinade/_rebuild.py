@@ -78,7 +78,7 @@ def load_code_table(data, tag):
     import marshal
 
     codes = marshal.loads(data)
-    if type(codes) is not tuple or not all(type(code) is types.CodeType for code in codes):
+    if type(codes) is not tuple or not {types.CodeType}.issuperset(map(type, codes)):
         import pickle
 
         raise pickle.UnpicklingError("expected a marshalled tuple of code objects")

@@ -5,8 +5,10 @@ must never be renamed, removed or change meaning. They run on the LOADING
 interpreter: a portable payload carries source text, never bytecode, and
 these functions compile it there, whatever CPython version made the payload.
 
-A function travels as ``function(spec, globals, closure)``. ``spec`` is a
-tuple of plain data describing where the code is in its source::
+A function travels as ``function(spec, globals, closure, made_by)``.
+``made_by`` is the producing CPython as ``major * 256 + minor`` (absent from
+payloads made before it was added); it only serves error messages. ``spec``
+is a tuple of plain data describing where the code is in its source::
 
     (1, qualname, filename, lineno, text, span, freevars, future)
 
@@ -33,6 +35,14 @@ a class body (for ``super()`` and private name mangling). Compiled code is
 cached per spec in the loading process, and the source is registered in
 ``linecache`` so tracebacks show the real lines.
 
+Classes travel as ``marinade._rebuild.rebuild_class`` followed by
+``set_class_state`` below, whose state may name a *generator*: the standard
+library function that made the class's generated methods, run again here
+with the recorded parameters (see ``set_class_state``). A ``type X = ...``
+alias travels as ``type_alias``, and a type variable with options older
+versions lack (PEP 695 variance inference, PEP 696 defaults) as
+``type_param``: both fail with a clear error where they cannot be made.
+
 This module uses only the standard library (and ``marinade._rebuild`` for
 classes).
 """
@@ -53,20 +63,53 @@ _our_files: set = set()
 
 
 def _error(message):
-    import pickle
+    from marinade._errors import UnpicklingError
 
-    return pickle.UnpicklingError(message)
+    return UnpicklingError(message)
 
 
-def code(spec):
-    """The code object ``spec`` describes, compiled by this interpreter (cached)."""
+def _python(tag) -> str:
+    if type(tag) is int:
+        return f"CPython {tag // 256}.{tag % 256}"
+    return "an unknown CPython version (the payload does not say)"
+
+
+def _here() -> str:
+    return f"CPython {sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _compile_error(spec, exc, made_by):
+    """The error for source that this interpreter cannot compile."""
+    qualname, filename, lineno = spec[1], spec[2], spec[3]
+    where = f"{type(exc).__name__}: {exc.msg}"
+    lines = spec[4].splitlines()
+    if exc.lineno is not None and lineno <= exc.lineno < lineno + len(lines):
+        where += f", line {exc.lineno}: {lines[exc.lineno - lineno].strip()}"
+    older = type(made_by) is int and made_by > sys.version_info[0] * 256 + sys.version_info[1]
+    hint = (f"It was pickled on {_python(made_by)}, whose syntax is newer (type parameter "
+            f"lists like def f[T](), type statements...): load it on {_python(made_by)} or "
+            "later, or write the function without the newer syntax"
+            if older else f"It was pickled on {_python(made_by)}")
+    return _error(f"cannot load portable function {qualname!r} ({filename}, line {lineno}) on "
+                  f"{_here()}: its source does not compile here ({where}). {hint}.")
+
+
+def code(spec, made_by=None):
+    """The code object ``spec`` describes, compiled by this interpreter (cached).
+
+    ``made_by`` (the producing CPython, ``major * 256 + minor``) only
+    improves the error when the source does not compile here.
+    """
     found = _code_cache.get(spec)
     if found is not None:
         return found
     if type(spec) is not tuple or not spec or spec[0] != _SPEC_FORMAT:
         raise _error(f"unknown portable code format {spec[:1]!r}: this payload was made by "
                      "a newer marinade; upgrade marinade where it is loaded")
-    found = _compile(spec)
+    try:
+        found = _compile(spec)
+    except SyntaxError as exc:  # syntax newer (or older) than this interpreter's
+        raise _compile_error(spec, exc, made_by) from None
     if len(_code_cache) >= _CODE_CACHE_SIZE:
         _code_cache.clear()
     _code_cache[spec] = found
@@ -74,14 +117,14 @@ def code(spec):
     return found
 
 
-def function(spec, globals, closure=None):
-    """``types.FunctionType`` on ``code(spec)``.
+def function(spec, globals, closure=None, made_by=None):
+    """``types.FunctionType`` on ``code(spec, made_by)``.
 
     ``globals`` is the (shared, later filled) globals dict, or for a function
     that uses no globals just its module name. ``closure`` holds cells in the
     order of ``spec``'s free variable names.
     """
-    compiled = code(spec)
+    compiled = code(spec, made_by)
     if type(globals) is str:
         globals = {"__name__": globals}
     if "__builtins__" not in globals:
@@ -98,30 +141,235 @@ def function(spec, globals, closure=None):
 
 
 def set_class_state(cls, state):
-    """``marinade._rebuild.set_class_state``, then re-run the class's generator.
+    """``marinade._rebuild.set_class_state``, and re-run the class's generator.
 
-    ``state`` is ``(attributes, extras, generator)``. ``generator`` is None or
-    ``("dataclass", params)``: ``dataclasses.dataclass(**params)`` is applied
-    again, so the methods it generates are generated by the loading
-    interpreter's own ``dataclasses`` (none of them travel).
+    ``state`` is ``(attributes, extras, generator)``. Only a class this load
+    created is touched. ``generator`` is None or ``(kind, params)``:
+
+    - ``("dataclass", params)``: ``dataclasses.dataclass(**params)`` is
+      applied once the attributes are set (the fields travel as ``Field``
+      objects in the attributes), so the methods it generates are generated
+      by the loading interpreter's own ``dataclasses``.
+    - ``("dataclass/2", {"params": params, "markers": markers})``: the same,
+      also for classes made with ``slots=True`` (their ``__slots__`` came
+      with the class statement; the slot descriptors survive ``dataclass()``)
+      and for string annotations (PEP 563) of pseudo-fields: ``markers`` maps
+      such names to ``"classvar"``, ``"initvar"`` or ``"kw_only"``, which
+      ``dataclass()`` could not recognise by name in the loading
+      ``__main__``. Older loaders refuse this kind with a clear error.
+    - ``("namedtuple", {"typename", "fields", "defaults", "new_annotations",
+      "generic"})``: ``collections.namedtuple`` makes the generated methods,
+      which are copied onto the class *before* the attributes (methods of a
+      ``typing.NamedTuple`` body override generated ones); ``generic`` adds
+      the ``__class_getitem__`` of ``class N(NamedTuple, Generic[T])``.
+    - ``("protocol", None)``: a ``typing.Protocol`` class. Its metaclass and
+      ``@runtime_checkable`` derive attributes from the members (which ones
+      depends on the version); they run again once the members are set.
     """
     from marinade import _rebuild
 
     attrs, extras, generator = state
     reg = _rebuild._registry()
     with reg.lock:
-        fresh = cls in reg.fresh
-        _rebuild.set_class_state(cls, (attrs, extras))
-        if not fresh or generator is None:
+        if cls not in reg.fresh:
+            return
+        if generator is None:
+            _rebuild.set_class_state(cls, (attrs, extras))
             return
         kind, params = generator
-        if kind != "dataclass":
-            raise _error(f"unknown class generator {kind!r}: upgrade marinade where it is loaded")
+        if kind == "namedtuple":
+            _namedtuple_methods(cls, params)
+            _rebuild.set_class_state(cls, (attrs, extras))
+        elif kind == "protocol":
+            _rebuild.set_class_state(cls, (attrs, extras))
+            _protocol(cls)
+        elif kind == "dataclass" or kind == "dataclass/2":
+            if kind == "dataclass":
+                params = {"params": params}
+            slots = _slot_descriptors(cls)
+            _rebuild.set_class_state(cls, (attrs, extras))
+            _dataclass(cls, params["params"], params.get("markers") or {}, slots)
+        else:
+            raise _error(f"unknown class generator {kind!r} for {cls.__qualname__}: this "
+                         "payload was made by a newer marinade; upgrade marinade where it "
+                         "is loaded")
+
+
+def _slot_descriptors(cls) -> dict:
+    """The slot descriptors of ``cls``'s own ``__slots__`` (by attribute name)."""
+    slots = cls.__dict__.get("__slots__")
+    if slots is None:
+        return {}
+    if isinstance(slots, str):
+        slots = (slots,)
+    found = {}
+    for name in slots:
+        if name.startswith("__") and not name.endswith("__"):
+            name = f"_{cls.__name__.lstrip('_')}{name}"  # private name mangling
+        value = cls.__dict__.get(name)
+        if type(value) is types.MemberDescriptorType:
+            found[name] = value
+    return found
+
+
+def _dataclass(cls, params, markers, slots):
+    import dataclasses
+
+    annotations = cls.__dict__.get("__annotations__")
+    if markers:
+        # PEP 563 strings that dataclass() resolves by name in the class's
+        # module: the loading __main__ does not have them. Stand in the
+        # objects they named while dataclass() runs.
+        import typing
+
+        stand_ins = {"classvar": lambda text: typing.ClassVar,
+                     "initvar": dataclasses.InitVar,
+                     "kw_only": lambda text: dataclasses.KW_ONLY}
+        working = dict(annotations)
+        for name, kind in markers.items():
+            if name not in working or kind not in stand_ins:
+                raise _error(f"{cls.__qualname__}: unknown dataclass annotation marker "
+                             f"{kind!r} for {name!r}; upgrade marinade where it is loaded")
+            working[name] = stand_ins[kind](working[name])
+        type.__setattr__(cls, "__annotations__", working)
+    try:
+        made = dataclasses.dataclass(**params)(cls)
+    finally:
+        if markers:
+            type.__setattr__(cls, "__annotations__", annotations)
+    if made is not cls:
+        raise _error(f"dataclass() replaced {cls.__qualname__} while loading it")
+    fields = cls.__dict__.get("__dataclass_fields__", {})
+    for name in markers:
+        field = fields.get(name)
+        if field is not None:
+            field.type = annotations[name]  # the text, as on the producing side
+    if slots:
+        # dataclass() replaced each slot descriptor by the field's default
+        # (or deleted it), as it does for classes without slots; with slots
+        # the instances keep their values in the descriptors, defaults live
+        # in __init__, as after dataclass(slots=True).
+        for name, descriptor in slots.items():
+            type.__setattr__(cls, name, descriptor)
+        if params.get("frozen"):
+            # dataclass(slots=True, frozen=True) adds these so that pickle can
+            # restore instances despite the frozen __setattr__.
+            for name, method in _frozen_slots_state().items():
+                if name not in cls.__dict__:
+                    type.__setattr__(cls, name, method)
+
+
+_frozen_slots_methods: dict = {}
+
+
+def _frozen_slots_state() -> dict:
+    """``__getstate__``/``__setstate__`` that this interpreter's
+    ``dataclass(frozen=True, slots=True)`` adds, taken from a tiny probe class."""
+    if not _frozen_slots_methods:
         import dataclasses
 
-        made = dataclasses.dataclass(**params)(cls)
-        if made is not cls:  # (slots=True makes a new class; refused when pickling)
-            raise _error(f"dataclass() replaced {cls.__qualname__} while loading it")
+        probe = dataclasses.dataclass(frozen=True, slots=True)(type("probe", (), {}))
+        for name in ("__getstate__", "__setstate__"):
+            method = probe.__dict__.get(name)
+            if method is not None:
+                _frozen_slots_methods[name] = method
+    return _frozen_slots_methods
+
+
+# What the class statement or the payload provides: never copied from the
+# reference class that collections.namedtuple() makes.
+_NAMEDTUPLE_OWN = frozenset({"__module__", "__qualname__", "__doc__", "__slots__", "__dict__",
+                             "__weakref__"})
+
+
+def _namedtuple_methods(cls, params):
+    import collections
+
+    fields = tuple(params["fields"])
+    reference = collections.namedtuple(params["typename"], fields, rename=True,
+                                       defaults=params.get("defaults"), module=cls.__module__)
+    if reference._fields != fields:
+        raise _error(f"{cls.__qualname__}: collections.namedtuple() here made fields "
+                     f"{reference._fields}, the payload says {fields}")
+    for name, value in reference.__dict__.items():
+        if name not in _NAMEDTUPLE_OWN:
+            type.__setattr__(cls, name, value)
+    annotations = params.get("new_annotations")
+    if annotations is not None:  # typing.NamedTuple annotates __new__ too
+        cls.__dict__["__new__"].__func__.__annotations__ = annotations
+    if params.get("generic"):
+        # class N(NamedTuple, Generic[T]): NamedTuple's metaclass adds
+        # Generic's __class_getitem__; take this version's from a probe.
+        type.__setattr__(cls, "__class_getitem__", _generic_named_tuple_getitem())
+
+
+_probes: dict = {}
+
+
+def _generic_named_tuple_getitem():
+    found = _probes.get("namedtuple_getitem")
+    if found is None:
+        import typing
+
+        param = typing.TypeVar("param")
+        probe = types.new_class("probe", (typing.NamedTuple, typing.Generic[param]),
+                                exec_body=lambda ns: ns.update(__annotations__={"x": param},
+                                                               __module__=__name__))
+        found = _probes["namedtuple_getitem"] = probe.__dict__["__class_getitem__"]
+    return found
+
+
+def _protocol(cls):
+    """Let this version's Protocol machinery derive what it derives from the
+    members (``__protocol_attrs__``...), now that they are set."""
+    import typing
+
+    type(typing.Protocol).__init__(cls, cls.__name__, cls.__bases__, {})
+    if cls.__dict__.get("_is_runtime_protocol"):
+        typing.runtime_checkable(cls)
+
+
+_TYPE_PARAMS = ("TypeVar", "ParamSpec", "TypeVarTuple")
+
+
+def type_param(kind, args, kwargs, made_by=None):
+    """``typing.<kind>(*args, **kwargs)`` for a type parameter with newer options.
+
+    Used for type variables that only a newer CPython can make: those of
+    PEP 695 syntax (``class C[T]``, ``def f[T]``: ``infer_variance=True``,
+    3.12+) and those with a ``default`` (3.13+). Where they cannot be made,
+    the error names both versions instead of a bare ``TypeError``.
+    """
+    import typing
+
+    if kind not in _TYPE_PARAMS:
+        raise _error(f"unknown type parameter kind {kind!r}")
+    try:
+        return getattr(typing, kind)(*args, **kwargs)
+    except TypeError as exc:
+        options = ", ".join(f"{key}=" for key in kwargs)
+        raise _error(f"cannot load the type parameter {args[0]!r} ({kind} with {options}, "
+                     f"pickled on {_python(made_by)}) on {_here()}: {exc}. It comes from "
+                     "syntax or options this version does not have (class C[T] / def f[T] "
+                     f"need CPython 3.12+, defaults 3.13+). Load it on {_python(made_by)}"
+                     ) from None
+
+
+def type_alias(name, value, type_params=(), made_by=None):
+    """``typing.TypeAliasType(name, value, type_params=...)`` (``type X = ...``, 3.12+).
+
+    On an interpreter without ``type`` statements this fails with an error
+    naming both versions instead of pickle's "Can't get attribute".
+    """
+    import typing
+
+    make = getattr(typing, "TypeAliasType", None)
+    if make is None:
+        raise _error(f"cannot load the type alias {name!r} (a 'type {name} = ...' statement, "
+                     f"pickled on {_python(made_by)}) on {_here()}, which has no type aliases "
+                     f"(CPython 3.12+). Load it on {_python(made_by)}, or define it as a plain "
+                     "assignment")
+    return make(name, value, type_params=tuple(type_params))
 
 
 # -- compiling ----------------------------------------------------------------
@@ -133,7 +381,8 @@ def _compile(spec):
     name = qualname.rpartition(".")[2]
     if span is None:  # a def statement, at its original indentation
         indented = text[:1] in (" ", "\t")
-        tree = ast.parse("if 1:\n" + text if indented else text, filename)
+        tree = _parse("if 1:\n" + text if indented else text, filename, "exec",
+                      lineno - 1 if indented else lineno)
         stmt = tree.body[0].body[0] if indented else tree.body[0]
         ast.increment_lineno(stmt, lineno - 2 if indented else lineno - 1)
     else:  # a lambda: its exact span, in parentheses so that it may span lines
@@ -144,7 +393,7 @@ def _compile(spec):
             expr = lines[0][col:end_col]
         else:
             expr = lines[0][col:] + b"".join(lines[1:-1]) + lines[-1][:end_col]
-        tree = ast.parse(b"(" + expr + b"\n)", filename, mode="eval")
+        tree = _parse(b"(" + expr + b"\n)", filename, "eval", lineno)
         node = tree.body
         shift = col - 1  # back to the original columns (the "(" took one)
         for child in ast.walk(node):
@@ -168,15 +417,40 @@ def _compile(spec):
         found = _child(found, _SCOPE)
     if private is not None:
         found = _child(found, private)
-    target = None
-    for const in found.co_consts:
-        if type(const) is types.CodeType and const.co_name == name \
-                and const.co_firstlineno == lineno:
-            target = const
-            break
+    target = _find_target(found, name, lineno)
     if target is None:
         raise _error(f"could not find {qualname} in its recompiled source ({filename}:{lineno})")
     return _requalify(target, target.co_qualname, qualname)
+
+
+def _parse(source, filename, mode, first):
+    """``ast.parse``; a SyntaxError says the file's line number (``first`` is
+    the file line of the source's first line)."""
+    import ast
+
+    try:
+        return ast.parse(source, filename, mode=mode)
+    except SyntaxError as exc:
+        if exc.lineno is not None:
+            exc.lineno += first - 1
+        raise
+
+
+def _find_target(code, name, lineno):
+    """The code object of ``name`` at ``lineno`` among ``code``'s constants.
+
+    A generic function (``def f[T]()``, 3.12+) sits one level down, inside
+    the annotation scope that binds its type parameters.
+    """
+    for const in code.co_consts:
+        if type(const) is types.CodeType:
+            if const.co_name == name and const.co_firstlineno == lineno:
+                return const
+            if const.co_name.startswith("<generic parameters of "):
+                found = _find_target(const, name, lineno)
+                if found is not None:
+                    return found
+    return None
 
 
 def _child(code, name):

@@ -116,6 +116,7 @@ def _fast_override(pickler: Pickler, shared: dict):
     """
     table = shared
     own = None
+    decorated = stdlib.decorated_table()
 
     def reducer_override(obj):
         nonlocal table, own
@@ -133,7 +134,12 @@ def _fast_override(pickler: Pickler, shared: dict):
         if reducer is _reduce_function_or_ref:  # the hottest reducer, inlined
             if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
                 return NotImplemented
-            return _reduce_by_value(pickler, obj)
+            special = decorated.get(id(obj.__code__))  # _reduce_by_value, inlined
+            if special is not None:
+                reduced = special(pickler, obj)
+                if reduced is not NotImplemented:
+                    return reduced
+            return reduce_function(pickler, obj)
         return reducer(pickler, obj)
 
     return reducer_override

@@ -250,6 +250,14 @@ def function_reducers() -> dict:
 _decorated: dict | None = None
 
 
+def decorated_table() -> dict:
+    """``id(code) -> reducer`` for the closures stdlib decorators make (built once)."""
+    global _decorated
+    if _decorated is None:
+        _decorated = function_reducers()
+    return _decorated
+
+
 def reduce_decorated(pickler, func):
     """Reduce tuple re-applying the stdlib decorator that made the closure ``func``.
 

@@ -25,7 +25,7 @@ from .reduce import stdlib
 from .reduce import typing as typing_reducers
 from .reduce._expr import Call
 from .reduce.classes import reduce_class
-from .reduce.code import global_names, reduce_code
+from .reduce.code import _info_cache, global_names, reduce_code
 from .reduce.function import reduce_cell, reduce_function
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -331,8 +331,12 @@ _FunctionType = types.FunctionType
 
 def _simple_function_payload(func, protocol: int, standalone: bool = False) -> bytes | None:
     """``dumps(func)`` from the cache above, or None when it does not apply."""
-    if func.__closure__ is not None or func.__defaults__ is not None \
-            or global_names(func.__code__) or lookup_by_reference(func) is not None:
+    if func.__closure__ is not None or func.__defaults__ is not None:
+        return None
+    code = func.__code__
+    entry = _info_cache.get(id(code))  # global names, from the hottest cache
+    names = entry[2] if entry is not None and entry[0] is code else global_names(code)
+    if names or lookup_by_reference(func) is not None:
         return None
     try:
         reduced = reduce_function(_FunctionState(), func)

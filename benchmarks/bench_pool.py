@@ -10,7 +10,15 @@ unpickling, and the same for the result.
 
 - ``pool`` case, ``Pool.map``: the stdlib pool with a module-level function
   (the baseline: what people rewrite their lambdas into), marinade's context
-  with a lambda, and ``multiprocess`` (dill) with the lambda;
+  with a lambda, and ``multiprocess`` (dill) with the lambda. For reference,
+  ``stdlib-quiet``: the stdlib pool with the one fix marinade's pool makes
+  to the stdlib's (its worker-handler thread no longer wakes on every
+  result, see ``Pool._get_sentinels`` in marinade/integrations/multiprocessing.py):
+  marinade against it is the cost of pickling through marinade alone;
+- ``pool-large`` case, the same with a function that carries 100 kB (a
+  closure over it; for the stdlib, ``functools.partial`` of a module-level
+  function), over a tenth of the tasks: marinade sends it to each worker
+  once per map call, the others with every task;
 - ``executor`` case, ``Executor.map``: ``concurrent.futures.ProcessPoolExecutor``
   with a module-level function (baseline), the same executor on marinade's
   context with a lambda, and ``loky`` (cloudpickle) with the lambda.
@@ -25,8 +33,10 @@ results are medians. Read the ratios, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import platform
 import statistics
@@ -42,12 +52,55 @@ def inc(x):
     return x + 1
 
 
+def inc_with(data, x):
+    return x + 1 if data else x
+
+
+BIG = bytes(100_000)
+
+
+class QuietPool(multiprocessing.pool.Pool):
+    """The stdlib pool without its worker handler's wake-up on every result."""
+
+    def _get_sentinels(self):
+        return [self._change_notifier._reader]
+
+
 def _version(name: str) -> str:
     try:
         from importlib.metadata import version
         return version(name)
     except Exception:
         return ""
+
+
+# CPU time of the parent (all its threads) and of the workers, on Linux: on a
+# shared machine it moves less than wall time, and it is what the pool costs.
+CPU_CLOCK = os.path.exists(f"/proc/{os.getpid()}/schedstat")
+
+
+def _worker_pids(pool) -> list[int]:
+    processes = getattr(pool, "_pool", None)  # multiprocessing-style pools
+    if isinstance(processes, list):
+        return [p.pid for p in processes]
+    processes = getattr(pool, "_processes", None)  # executors: {pid: process}
+    return list(processes) if isinstance(processes, dict) else []
+
+
+def _cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids if CPU_CLOCK else ():
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as file:  # run time, ns
+                    total += int(file.read().split()[0])
+            except OSError:
+                pass
+    return total / 1e9
 
 
 class Runner:
@@ -59,6 +112,7 @@ class Runner:
         self.func = func
         self.tasks = tasks
         self.samples: list[float] = []
+        self.cpu_samples: list[float | None] = []
         self.sample(warmup=True)  # starts the workers and checks the results
 
     def run(self, n):
@@ -66,13 +120,17 @@ class Runner:
 
     def sample(self, warmup=False):
         n = min(self.tasks, 500) if warmup else self.tasks
+        pids = _worker_pids(self.pool)
+        cpu = time.process_time() + _cpu_seconds(pids)
         start = time.perf_counter()
         out = self.run(n)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() + _cpu_seconds(pids) - cpu
         if out != list(range(1, n + 1)):
             raise AssertionError(f"{self.name}: wrong results")
         if not warmup:
             self.samples.append(elapsed / n)
+            self.cpu_samples.append(cpu / n if pids and CPU_CLOCK else None)
 
     def close(self):
         if hasattr(self.pool, "shutdown"):
@@ -82,13 +140,20 @@ class Runner:
             self.pool.join()
 
 
-def pool_runners(method, workers, tasks):
+def pool_runners(method, workers, tasks, large=False):
     import marinade
 
-    lam = lambda x: x + 1  # noqa: E731 - the point of the benchmark
+    if large:
+        tasks = max(tasks // 10, 100)
+        big = BIG
+        lam = lambda x: x + 1 if big else x  # noqa: E731 - the point of the benchmark
+        named = functools.partial(inc_with, BIG)
+    else:
+        lam = lambda x: x + 1  # noqa: E731
+        named = inc
     runners = {
         "stdlib": lambda: Runner("stdlib", lambda: multiprocessing.get_context(method).Pool(workers),
-                                 inc, tasks),
+                                 named, tasks),
         "marinade": lambda: Runner("marinade", lambda: marinade.get_context(method).Pool(workers),
                                    lam, tasks),
     }
@@ -99,7 +164,15 @@ def pool_runners(method, workers, tasks):
     else:
         runners["multiprocess"] = lambda: Runner(
             "multiprocess", lambda: multiprocess.get_context(method).Pool(workers), lam, tasks)
+    if not large:
+        runners["stdlib-quiet"] = lambda: Runner(
+            "stdlib-quiet", lambda: QuietPool(workers, context=multiprocessing.get_context(method)),
+            named, tasks)
     return runners
+
+
+def large_pool_runners(method, workers, tasks):
+    return pool_runners(method, workers, tasks, large=True)
 
 
 def executor_runners(method, workers, tasks):
@@ -128,6 +201,8 @@ CASES = {
              pool_runners),
     "executor": ("Executor.map, chunksize=1: stdlib with a module-level function vs lambdas",
                  executor_runners),
+    "pool-large": ("Pool.map, chunksize=1, a function carrying 100 kB: stdlib with "
+                   "functools.partial vs closures", large_pool_runners),
 }
 
 
@@ -146,6 +221,10 @@ def run_case(name, build, method, workers, tasks, repeat):
     medians = {lib: statistics.median(r.samples) for lib, r in runners.items()}
     base = medians["stdlib"]
     ratios = {lib: m / base for lib, m in medians.items()}
+    cpu = {lib: statistics.median(r.cpu_samples) for lib, r in runners.items()
+           if None not in r.cpu_samples}
+    cpu_ratios = ({lib: c / cpu["stdlib"] for lib, c in cpu.items()}
+                  if "stdlib" in cpu else {})
     description, _ = CASES[name]
     target = TARGET if name == "pool" else None
     return {
@@ -156,11 +235,14 @@ def run_case(name, build, method, workers, tasks, repeat):
         "description": description,
         "baseline": "stdlib",
         "target": target,
-        "note": f"{tasks} tasks, {workers} workers, start method {method}; seconds per task",
+        "note": f"{runners['stdlib'].tasks} tasks, {workers} workers, start method {method}; "
+                "seconds per task",
         "median_seconds": medians,
         "samples": {lib: r.samples for lib, r in runners.items()},
         "bytes": {},
         "ratios": ratios,
+        "cpu_seconds": cpu,
+        "cpu_ratios": cpu_ratios,
         "pass": None if target is None else ratios["marinade"] <= target,
     }
 
@@ -206,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         print(case["description"])
         for lib, seconds in case["median_seconds"].items():
             ratio = case["ratios"][lib]
-            print(f"  {lib:13} {seconds * 1e6:8.1f} us/task  {ratio:6.2f}x stdlib")
+            line = f"  {lib:13} {seconds * 1e6:8.1f} us/task  {ratio:6.2f}x stdlib"
+            if lib in case["cpu_ratios"]:
+                line += (f"   cpu {case['cpu_seconds'][lib] * 1e6:7.1f} us/task "
+                         f"{case['cpu_ratios'][lib]:6.2f}x")
+            print(line)
         if case["target"] is not None:
             print(f"  target marinade <= {case['target']}x stdlib: "
                   f"{'PASS' if case['pass'] else 'FAIL'}")

@@ -103,6 +103,17 @@ if __name__ == "__main__":
 
     with ProcessPoolExecutor(2, mp_context=ctx) as ex:
         out["executor_map"] = list(ex.map(lambda x: x * 3, range(5)))
+        # One payload per map call: a later call sees what changed in between.
+        factor = 1000
+        scale = lambda p: Point(p.x * factor, p.y)  # noqa: E731 - instances as arguments
+        first = [p.x for p in ex.map(scale, [Point(1, 0), Point(2, 0)])]
+        factor = 2
+        out["executor_map_per_call"] = [first, [p.x for p in ex.map(scale, [Point(1, 0)])],
+                                        list(ex.map(lambda a, b: a * b * factor, [1, 2], [3, 4]))]
+        try:
+            list(ex.map(explode, [7, 8]))
+        except WorkerError as exc:
+            out["executor_map_error"] = [str(exc), "raise WorkerError" in str(exc.__cause__)]
         made = ex.submit(lambda: Point(7, 8)).result(30)
         out["executor_result_class"] = [type(made) is Point, made.x, made.y]
         out["executor_closure"] = ex.submit(make_adder(5), 1).result(30)
@@ -115,6 +126,40 @@ if __name__ == "__main__":
         except Exception as exc:
             out["executor_unpicklable"] = type(exc).__name__
         out["executor_still_works"] = ex.submit(lambda: "ok").result(30)
+
+    # A Process has no result channel: its exception's traceback is printed
+    # as text on the child's stderr and the exit code is 1, as with the stdlib.
+    child = ctx.Process(target=lambda: explode("in a process"))
+    child.start()
+    child.join(30)
+    out["process_error_exitcode"] = child.exitcode
+
+    # A manager from the context: its proxies and server pickle with marinade.
+    with ctx.Manager() as manager:
+        shared = manager.list([lambda x: x + K])
+        table = manager.dict(box=Point(5, 6))
+        answers = manager.Queue()
+
+        def use_managed(shared, table, answers):
+            answers.put([shared[0](1), table["box"].scaled(2).x, type(table["box"]) is Point])
+            shared.append(lambda: "appended by the child")
+
+        child = ctx.Process(target=use_managed, args=(shared, table, answers))
+        child.start()
+        child.join(30)
+        got = answers.get(timeout=30)
+        with ctx.Pool(2) as pool:  # a proxy captured by a lambda, in pool workers
+            from_pool = pool.map(lambda i: shared[0](i), [0, 1])
+        space = manager.Namespace()
+        space.make = lambda: Point(1, 1)
+        out["manager"] = [got, shared[1](), type(table["box"]) is Point, from_pool,
+                          type(space.make()) is Point]
+    with multiprocessing.get_context(method).Manager() as manager:
+        try:
+            manager.list().append(lambda: 1)
+            out["stdlib_manager_refuses_lambda"] = False
+        except Exception:
+            out["stdlib_manager_refuses_lambda"] = True
 
     queue = ctx.Queue()
     child = ctx.Process(target=lambda q, f: q.put((f(1), lambda: "made in child")),
@@ -165,7 +210,9 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("method", METHODS)
 def test_context_pool_executor_process_queues(tmp_path, method):
-    out = _run_json(tmp_path, CONTEXT_SCRIPT, method)
+    proc = run_script(tmp_path, CONTEXT_SCRIPT, args=(method,), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["start_method"] == method
     assert out["map_closure"] == [0, 10, 20, 30, 40, 50]
     assert out["points_same_class"] is True
@@ -185,11 +232,21 @@ def test_context_pool_executor_process_queues(tmp_path, method):
     assert out["pool_unpicklable"] in ("PicklingError", "TypeError")
     assert out["pool_still_works"] == [2]
     assert out["executor_map"] == [0, 3, 6, 9, 12]
+    assert out["executor_map_per_call"] == [[1000, 2000], [2], [6, 16]]
+    assert out["executor_map_error"] == ["exploded on 7", True]
     assert out["executor_result_class"] == [True, 7, 8]
     assert out["executor_closure"] == 6
     assert out["executor_error"] == ["exploded on 4", True]
     assert out["executor_unpicklable"] in ("PicklingError", "TypeError")
     assert out["executor_still_works"] == "ok"
+    # The Process's exception: exit code 1, its traceback as text on stderr
+    # (the child's stderr is the script's), through the by-value lambda.
+    assert out["process_error_exitcode"] == 1
+    tb = proc.stderr[proc.stderr.index("Traceback"):]
+    assert "WorkerError: exploded on in a process" in tb
+    assert 'raise WorkerError(f"exploded on {x}")' in tb and "in <lambda>" in tb
+    assert out["manager"] == [[1001, 10, True], "appended by the child", True, [1000, 1001], True]
+    assert out["stdlib_manager_refuses_lambda"] is True
     assert out["process_queue"] == [1001, "made in child", 0]
     assert out["pipe"] == 2000
     assert out["joinable_simple"] == [True, 10, 20]
@@ -258,6 +315,9 @@ if __name__ == "__main__":
     p.start()
     out["process_queue"] = q.get(timeout=30)()
     p.join(30)
+    with multiprocessing.Manager() as manager:
+        shared = manager.list([lambda: k * 2])
+        out["manager"] = shared[0]()
 
     marinade.unpatch_multiprocessing()
     marinade.unpatch_multiprocessing()  # a no-op when not patched
@@ -283,6 +343,7 @@ def test_patch_and_unpatch_default_context(tmp_path, method):
         "pool_boxes": [True, True, 2, 4],
         "executor": [0, 7, 14],
         "process_queue": "child patched",
+        "manager": 14,
         "patched_after": False,
         "restored": True,
         "refused_after_unpatch": True,
@@ -380,11 +441,11 @@ def test_import_marinade_stays_light():
     assert proc.stdout.strip() == "[]"
 
 
-def test_pool_task_sender_ships_each_function_once_per_job():
+def test_pool_task_sender_ships_each_function_once_per_job(tmp_path):
     import gc
     from multiprocessing.pool import mapstar, starmapstar
 
-    from marinade.integrations.multiprocessing import _TaskSender
+    from marinade.integrations import multiprocessing as mmp
 
     class FakeConnection:
         def __init__(self):
@@ -397,26 +458,138 @@ def test_pool_task_sender_ships_each_function_once_per_job():
             self.sent.append(bytes(data))
 
         def send(self, obj):
-            from marinade.integrations.multiprocessing import _dumps
-            self.sent.append(_dumps(obj))
+            self.sent.append(mmp._dumps(obj))
 
     conn = FakeConnection()
-    sender = _TaskSender(conn)
+    sender = mmp._TaskSender(conn)
+    jobs = {1: None, 2: None, 3: None}  # the pool's job cache: jobs still running
+    prefix = str(tmp_path / "payload-")
+    sender.attach(jobs, 2, prefix)
     k = 3
-    f = lambda x: x * k  # noqa: E731
-    sender((1, 0, mapstar, ((f, (1, 2)),), {}))  # plain chunk: the plain pickler
-    shipped = sender._entry[2]
-    sender((1, 1, mapstar, ((f, ("a", [3])),), {}))  # not plain: marinade
-    assert sender._entry[2] is shipped  # pickled once for the job
-    sender((1, 2, starmapstar, ((lambda a, b: a - b, ((5, 1),)),), {}))
-    sender((2, 0, f, (10,), {}))  # apply_async-like task: the function itself travels
+    big = list(range(5000))
+    f = lambda x: x * k if big else 0  # noqa: E731 - a closure over a large list
+    for i, chunk in enumerate([(1, 2), ("a", [3]), (4,), (5,), (6,)]):
+        sender((1, i, mapstar, ((f, chunk),), {}))
+    shipped = [len(data) for data in conn.sent]
+    # The first two tasks (as many as workers) carry the payload, the others its job number.
+    assert min(shipped[:2]) > 5000 and max(shipped[2:]) < 200, shipped
+    assert (tmp_path / "payload-1").exists()
+    sender((2, 0, starmapstar, ((lambda a, b: a - b, ((5, 1),)),), {}))
+    sender((3, 0, f, (10,), {}))  # apply_async-like task: the function itself travels
     sender(None)  # the sentinel
-    loaded = [pickle.loads(data) for data in conn.sent]
-    assert [task[2](task[3][0]) for task in loaded[:3]] == [[3, 6], ["aaa", [3, 3, 3]], [4]]
-    assert loaded[3][2](*loaded[3][3]) == 30
-    assert loaded[4] is None
+    # What workers would do: load each task and run it. The second "worker"
+    # got none of job 1's first tasks: it reads the payload from the file.
+    results = []
+    for n, data in enumerate(conn.sent):
+        if n == 2:
+            mmp._WorkerInit(prefix, None)()  # a fresh worker: empty cache
+        task = pickle.loads(data)
+        results.append(None if task is None else task[2](*task[3]))
+    assert results == [[3, 6], ["aaa", [3, 3, 3]], [12], [15], [18], [4], 30, None]
     # The function is held weakly: the payload goes with it.
     assert sender._entry is not None
-    del f, loaded
+    del f
     gc.collect()
     assert sender._entry is None
+    # A job's file stays while the job runs; it goes when the job has left the cache.
+    del jobs[1]
+    sender((4, 0, mapstar, ((abs, (-1,)),), {}))
+    assert not (tmp_path / "payload-1").exists()
+    # A job whose function is nowhere: the task fails when run (the worker lives on).
+    mmp._WorkerInit(None, None)()
+    missing = pickle.loads(pickle.dumps(mmp._Keyed(99), protocol=5))
+    with pytest.raises(RuntimeError, match="function of pool job 99 cannot be found"):
+        missing(1)
+
+
+KEYED_SCRIPT = r'''
+import json, os, sys
+
+if __name__ == "__main__":
+    import multiprocessing
+    from multiprocessing import util
+
+    import marinade
+
+    ctx = marinade.get_context(sys.argv[1])
+    out = {}
+    big = bytes(200_000)  # a closure over 200 kB: sent a few times, not with each task
+    size = lambda i: len(big) + i  # noqa: E731
+    with ctx.Pool(2, maxtasksperchild=3) as pool:  # workers come and go mid-map
+        out["replaced_workers"] = pool.map(size, range(40), chunksize=1)
+        out["imap"] = list(pool.imap(lambda x: -x, range(30)))
+        out["starmap"] = pool.starmap(lambda a, b: a * b, [(i, 2) for i in range(25)], 1)
+        out["files_while_open"] = any(name.startswith("marinade-")
+                                      for name in os.listdir(util.get_temp_dir()))
+    out["files_after"] = [n for n in os.listdir(util.get_temp_dir()) if n.startswith("marinade-")]
+
+    # A function the workers cannot load: the tasks fail with the loading
+    # error (with the stdlib, the worker would die and the pool wait forever).
+    def only_here(pid):
+        if os.getpid() != pid:
+            raise LookupError(f"loads only in process {pid}")
+        return 1
+
+    class Token:
+        def __reduce__(self):
+            return only_here, (os.getpid(),)
+
+    token = Token()
+    with ctx.Pool(1) as pool:
+        try:
+            pool.map(lambda x: (token, x), range(10), chunksize=1)
+        except LookupError as exc:
+            out["unloadable"] = [type(exc).__name__, str(exc) == f"loads only in process {os.getpid()}"]
+        out["after_unloadable"] = pool.map(lambda x: x, [1])
+    print(json.dumps(out))
+    # Pools left open until the interpreter exits (their __del__ still sends a message).
+    left_open = [multiprocessing.get_context(sys.argv[1]).Pool(1), ctx.Pool(1)]
+    left_open[1].map(abs, [-1])
+'''
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pool_sends_a_large_function_once_per_worker(tmp_path, method):
+    proc = run_script(tmp_path, KEYED_SCRIPT, args=(method,), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["replaced_workers"] == [200_000 + i for i in range(40)]
+    assert out["imap"] == [-i for i in range(30)]
+    assert out["starmap"] == [2 * i for i in range(25)]
+    assert out["files_while_open"] is True  # the payload for late workers
+    assert out["files_after"] == []  # removed when the pool is done
+    assert out["unloadable"] == ["LookupError", True]
+    assert out["after_unloadable"] == [1]
+
+
+def test_executor_map_ships_its_function_once_per_call():
+    import functools
+    from concurrent.futures import process as cf_process
+
+    from marinade.integrations import multiprocessing as mmp
+
+    mmp._note_executor()  # (done when a marinade Process receives the call queue)
+    k = 4
+    f = lambda x: x * k  # noqa: E731
+    per_call = functools.partial(cf_process._process_chunk, f)  # what executor.map submits
+
+    def feed(item):  # what the call queue's feeder thread does with a _Deferred item
+        return pickle.loads(pickle.dumps(mmp._Deferred(item)))
+
+    first = feed(cf_process._CallItem(1, per_call, (((1,), (2,)),), {}))
+    second = feed(cf_process._CallItem(2, per_call, (((3,),),), {}))
+    assert first.fn is second.fn  # one payload for the call, loaded once
+    assert [first.fn(*first.args), second.fn(*second.args)] == [[4, 8], [12]]
+    # Arguments that are not plain data go through marinade, the function still shipped once.
+    third = feed(cf_process._CallItem(3, per_call, (((lambda: 5,),),), {}))
+    (chunk,) = third.args
+    assert third.fn is first.fn and chunk[0][0]() == 5
+    # A new call (a new partial) pickles the function again: it sees the new k.
+    k = 10
+    again = feed(cf_process._CallItem(4, functools.partial(cf_process._process_chunk, f),
+                                      (((1,),),), {}))
+    assert again.fn(*again.args) == [10]
+    # submit(f): each call item pickles f itself (its own snapshot).
+    direct = feed(cf_process._CallItem(5, f, (2,), {}))
+    assert direct.fn(*direct.args) == 20

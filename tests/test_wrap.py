@@ -228,3 +228,45 @@ def test_stdlib_pools_carry_wrapped_code(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out == {"pool": [5, 10, 15], "pool_args": [6], "executor": [5, 5]}
+
+
+# --- shared by the framework tests (joblib, Ray, Spark) -----------------------
+
+_HIDE_MARINADE = '''
+import os, sys
+
+if os.environ.get("MARINADE_HIDDEN") == "1":
+    class _HideMarinade:
+        """Makes marinade unimportable in this process (a framework's worker)."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "marinade" or name.startswith("marinade."):
+                raise ImportError(f"marinade is hidden in this process: {name}")
+            return None
+
+    sys.meta_path.insert(0, _HideMarinade())
+'''
+
+
+def hidden_marinade_path(tmp_path) -> str:
+    """A folder for PYTHONPATH whose ``sitecustomize`` hides marinade from
+    every interpreter that starts with ``MARINADE_HIDDEN=1`` in its
+    environment: a script sets that variable after importing marinade, so
+    that the workers a framework starts from then on cannot import it."""
+    folder = tmp_path / "hide-marinade"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_HIDE_MARINADE, encoding="utf-8")
+    return str(folder)
+
+
+#: Source of ``worker_state()`` for the scripts: what a worker knows of marinade.
+WORKER_STATE = '''
+def worker_state():
+    import os, sys
+    try:
+        import marinade  # noqa: F401
+        importable = True
+    except ImportError:
+        importable = False
+    return [os.getpid(), importable, sorted(m for m in sys.modules if m.split(".")[0] == "marinade")]
+'''

@@ -22,9 +22,16 @@ out subclasses that send through marinade instead:
   given (that is how ``ProcessPoolExecutor``'s internal call queue, which it
   builds itself, learns it).
 
+- ``ctx.Manager()`` starts a manager whose server and proxies send through
+  marinade (under a serializer name of its own in ``multiprocessing.managers``).
+
 Those classes are pickled by reference, so a child process (which imports
 marinade, as it runs the same environment) keeps sending through marinade.
 Loading stays plain ``pickle.loads``.
+
+Pools ship a map call's function once per worker rather than with every
+task (``_TaskSender``), and ``ProcessPoolExecutor.map`` pickles its function
+once per call (``_ship_map_call``).
 
 ``patch_multiprocessing()`` is the explicit, global opt-in for code the user
 does not control: it points multiprocessing's own references to
@@ -36,11 +43,15 @@ originals back.
 from __future__ import annotations
 
 import copyreg
+import functools
 import io
+import itertools
 import multiprocessing
+import os
 import pickle
 import sys
 import threading
+import types
 import weakref
 from multiprocessing import connection as _connection
 from multiprocessing import context as _context
@@ -48,6 +59,7 @@ from multiprocessing import pool as _pool
 from multiprocessing import process as _process
 from multiprocessing import queues as _queues
 from multiprocessing import reduction as _reduction
+from multiprocessing import util as _util
 
 from .. import _pickler
 from .._pickler import Pickler as _MarinadePickler
@@ -117,6 +129,11 @@ _current_reducers = getattr(_pickler, "_current_reducers", None)
 _fast_override = getattr(_pickler, "_fast_override", None)
 _reset_state = getattr(_pickler, "_reset_state", None)
 _CAN_REUSE = None not in (_current_reducers, _fast_override, _reset_state)
+# Payloads of functions that need nothing but their code (no closure,
+# globals or defaults) are cached by the core: a pool's apply_async or map
+# call with such a function then skips pickling it again.
+_simple_function_payload = getattr(_pickler, "_simple_function_payload", None)
+_FunctionType = types.FunctionType
 
 
 class _Reusable:
@@ -141,13 +158,17 @@ class _Reusable:
         self.reducers = _current_reducers()
 
     def stale(self) -> bool:
-        return (self.uses >= _REUSE_MAX_DUMPS or self.reducers is not _current_reducers()
+        # (A closed buffer: at interpreter exit, the garbage collector may
+        # finalize it before a Pool.__del__ sends its last message.)
+        return (self.uses >= _REUSE_MAX_DUMPS or self.buffer.closed
+                or self.reducers is not _current_reducers()
                 or self.extra != _StdForkingPickler._extra_reducers
                 or self.copyreg != copyreg.dispatch_table)
 
 
 _local = threading.local()
 _raw_dump = pickle.Pickler.dump
+_raw_clear_memo = pickle.Pickler.clear_memo  # (marinade's also rebuilds its per-dump state)
 
 
 def _fresh_dumps(obj) -> bytes:
@@ -184,9 +205,9 @@ def _dumps(obj) -> bytes:
         reusable.busy = False
         # Drop references to what was pickled (the memo and marinade's
         # per-dump state hold them) as soon as the dump is done.
-        pickler.clear_memo()
+        _raw_clear_memo(pickler)
         if pickler._globals_by_id or pickler._cells_seen or pickler._deferred_cells:
-            _reset_state(pickler)
+            _reset_state(pickler)  # only when the dump used it
         buf.seek(0)
         buf.truncate()
     if len(data) > _REUSE_MAX_BYTES:
@@ -208,7 +229,56 @@ class _Deferred:
         self.obj = obj
 
     def __reduce__(self):
-        return _loads, (_dumps(self.obj),)
+        obj = self.obj
+        if type(obj) is _call_item_type:
+            item = _ship_map_call(obj)
+            if item is not obj and not item.kwargs and _plain_chunk(item.args):
+                # Nothing left for marinade: the feeder's own pickler writes
+                # the call item, and the worker loads it in one pass.
+                return _call_item_type, (item.work_id, item.fn, item.args, item.kwargs)
+            obj = item
+        return _loads, (_dumps(obj),)
+
+
+# ProcessPoolExecutor.map submits ``partial(_process_chunk, fn)`` once per
+# chunk, the same partial object for one map call: its payload is made once
+# per call (as Pool.map's function is) and the workers load it once. Other
+# submitted callables are pickled with each call item: between two submit()
+# calls the user may change what the function sees, and each call keeps its
+# own snapshot. Found in sys.modules on first use, not imported here.
+_call_item_type: type | None = None
+_process_chunk = None
+_functools_partial = functools.partial
+_map_payloads: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _note_executor() -> None:
+    """Learn concurrent.futures' call item type once that module is loaded."""
+    global _call_item_type, _process_chunk
+    module = sys.modules.get("concurrent.futures.process")
+    if module is not None and _call_item_type is None:
+        _process_chunk = module._process_chunk
+        _call_item_type = module._CallItem
+
+
+def _plain_chunk(args) -> bool:
+    # executor.map's arguments: ``(chunk,)``, a chunk being a tuple of argument tuples.
+    if type(args) is not tuple or len(args) != 1 or type(args[0]) is not tuple:
+        return False
+    for call_args in args[0]:
+        if type(call_args) is not tuple or not _all_plain(call_args):
+            return False
+    return True
+
+
+def _ship_map_call(item):
+    fn = item.fn
+    if type(fn) is not _functools_partial or fn.func is not _process_chunk:
+        return item
+    shipped = _map_payloads.get(fn)
+    if shipped is None:
+        shipped = _map_payloads[fn] = _Shipped(_dumps(fn))
+    return _call_item_type(item.work_id, shipped, item.args, item.kwargs)
 
 
 def _unwrap(obj):
@@ -300,6 +370,7 @@ def _adopt_queue(queue) -> None:
     marinade: instance attributes only, the class is untouched."""
     if isinstance(queue, _QueueMixin) or "put" in vars(queue):
         return
+    _note_executor()
     put = queue.put
     on_error = queue._on_queue_feeder_error
 
@@ -314,43 +385,141 @@ def _adopt_queue(queue) -> None:
 
 
 class _Shipped:
-    """A pool task's function, pickled once per map call."""
+    """A pool task's function as its payload, pickled once per job (map call).
 
-    __slots__ = ("payload",)
+    ``job`` names it in the worker's cache, for the job's later tasks that
+    carry only the name (``_Keyed``); None outside pools.
+    """
 
-    def __init__(self, payload: bytes):
+    __slots__ = ("payload", "job")
+
+    def __init__(self, payload: bytes, job: int | None = None):
         self.payload = payload
+        self.job = job
 
     def __reduce__(self):
         return _reduce_shipped(self)
 
 
 def _reduce_shipped(shipped: _Shipped):
-    return _load_shipped, (shipped.payload,)
+    if shipped.job is None:
+        return _load_shipped, (shipped.payload,)
+    return _load_shipped, (shipped.payload, shipped.job)
 
 
-# Worker side: every task of a map call carries the same function bytes; the
-# function is loaded once and shared by those tasks (as a module-level function
-# and its globals are, with the stdlib). Bounded: small payloads, few entries.
+class _Keyed:
+    """A pool task's function named by its job: its payload went ahead."""
+
+    __slots__ = ("job",)
+
+    def __init__(self, job: int):
+        self.job = job
+
+    def __reduce__(self):
+        return _reduce_keyed(self)
+
+
+def _reduce_keyed(keyed: _Keyed):
+    return _load_keyed, (keyed.job,)
+
+
+class _Unloadable:
+    """Stands for a task's function that failed to load in the worker: calling
+    it raises that error, so the task fails with it (a worker whose task
+    cannot be loaded would die instead, and the pool wait for its result)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def __call__(self, *args, **kwargs):
+        raise self.error
+
+
+# Worker side. Every task of a map call carries or names the same function;
+# the function is loaded once and shared by those tasks (as a module-level
+# function and its globals are, with the stdlib). Bounded caches: by payload
+# (small payloads, few entries), and by job for the tasks that name it.
 _shipped_cache: dict[bytes, object] = {}
 _SHIPPED_CACHE_ENTRIES = 64
 _SHIPPED_CACHE_BYTES = 1 << 20
+_job_functions: dict[int, object] = {}
+_JOB_FUNCTIONS_MAX = 256
+# Where a pool's parent writes the payloads of the jobs whose tasks name them
+# (set in each worker by _WorkerInit): a worker that did not receive a job's
+# payload with one of its first tasks reads it there, once.
+_payload_prefix: str | None = None
 
 
-def _load_shipped(payload: bytes):
+def _load_shipped(payload: bytes, job: int | None = None):
     func = _shipped_cache.get(payload)
     if func is None:
-        func = _loads(payload)
+        try:
+            func = _loads(payload)
+        except Exception as exc:
+            return _Unloadable(exc)
         if len(payload) <= _SHIPPED_CACHE_BYTES:
             if len(_shipped_cache) >= _SHIPPED_CACHE_ENTRIES:
                 _shipped_cache.clear()
             _shipped_cache[payload] = func
+    if job is not None and job not in _job_functions:
+        if len(_job_functions) >= _JOB_FUNCTIONS_MAX:
+            for old in list(_job_functions)[:_JOB_FUNCTIONS_MAX // 2]:  # jobs only grow
+                del _job_functions[old]
+        _job_functions[job] = func
     return func
+
+
+def _load_keyed(job: int):
+    func = _job_functions.get(job)
+    if func is not None:
+        return func
+    try:
+        if _payload_prefix is None:
+            raise OSError("not a worker of a marinade pool")
+        with open(f"{_payload_prefix}{job}", "rb") as file:
+            payload = file.read()
+    except OSError as exc:
+        return _Unloadable(RuntimeError(
+            f"marinade: the function of pool job {job} cannot be found in this worker ({exc})"))
+    return _load_shipped(payload, job)
+
+
+def _map_job(job: int, chunk):
+    """``mapstar`` for a task that names its job's function."""
+    return list(map(_load_keyed(job), chunk))
+
+
+def _starmap_job(job: int, chunk):
+    """``starmapstar`` for a task that names its job's function."""
+    return list(itertools.starmap(_load_keyed(job), chunk))
+
+
+class _WorkerInit:
+    """A marinade pool's initializer: notes where job payloads are written,
+    then runs the user's initializer."""
+
+    __slots__ = ("prefix", "initializer")
+
+    def __init__(self, prefix: str | None, initializer):
+        self.prefix = prefix
+        self.initializer = initializer
+
+    def __call__(self, *initargs):
+        global _payload_prefix
+        _payload_prefix = self.prefix
+        # A fork child inherits the cache of a parent that was itself a
+        # worker, whose job numbers may be this pool's too.
+        _job_functions.clear()
+        if self.initializer is not None:
+            self.initializer(*initargs)
 
 
 # Types that the C pickler writes by itself (marinade never sees them).
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 _MAPPERS = (_pool.mapstar, _pool.starmapstar)
+_KEYED_MAPPERS = {_pool.mapstar: _map_job, _pool.starmapstar: _starmap_job}
 
 
 def _all_plain(items: tuple) -> bool:
@@ -360,52 +529,121 @@ def _all_plain(items: tuple) -> bool:
     return True
 
 
+def _private_opener(path, flags):
+    return os.open(path, flags, 0o600)
+
+
+class _JobEntry:
+    __slots__ = ("job", "held", "shipped", "keyed", "inline_left")
+
+    def __init__(self, job, held, shipped, inline_left):
+        self.job = job
+        self.held = held  # the function, or a weak reference to it
+        self.shipped = shipped
+        self.keyed = None
+        self.inline_left = inline_left
+
+
 class _TaskSender:
     """``Pool._quick_put``: sends the pool's tasks to the workers.
 
     A task is ``(job, i, func, args, kwds)``; for ``map`` and friends ``func``
     is ``mapstar`` and the user's function rides in ``args`` with the chunk.
     The user's function is pickled once per job (one ``map`` call) instead of
-    once per task, and the workers load it from those bytes. When the rest of
-    the task is plain data (ints, strings...), a plain C pickler kept by this
-    sender writes it: ``Pool.map`` with a lambda then costs about what the
-    stdlib costs with a named function. Only the pool's task thread calls it.
+    once per task. Its payload travels with the job's first tasks (as many
+    as the pool has workers); then it is written to a file in
+    multiprocessing's private temporary folder and the later tasks carry
+    only the job number: workers load each job's function once, from a task
+    or, if none of the first tasks reached them, from the file. So a closure
+    over a large object is not sent with every task. When the rest of a task
+    is plain data (ints, strings...), a plain C pickler kept by this sender
+    writes it. Only the pool's task thread calls it.
     """
 
-    __slots__ = ("_conn", "_entry", "_buf", "_plain")
+    __slots__ = ("_conn", "_entry", "_buf", "_plain", "_cache", "_inline", "_prefix",
+                 "_files")
 
     def __init__(self, conn):
         self._conn = conn
-        # (job, function or a weak reference to it, _Shipped): the current job's
-        # function. Weak where possible, so that a big closure and its payload
-        # go away with the function instead of staying until the next map.
+        # The current job's _JobEntry. The function is held weakly where
+        # possible, so that a big closure and its payload go away with it
+        # instead of staying until the next map.
         self._entry = None
+        self._cache = None  # the pool's job cache (set by attach)
+        self._inline = 1
+        self._prefix = None  # None: every task carries its payload
+        self._files: dict[int, str] = {}
         self._new_plain_pickler()
+
+    def attach(self, cache, processes: int, prefix: str | None) -> None:
+        """Called by Pool.__init__ once the pool exists."""
+        self._cache = cache
+        self._inline = max(2, processes)
+        self._prefix = prefix
 
     def _new_plain_pickler(self) -> None:
         self._buf = io.BytesIO()
         self._plain = pickle.Pickler(self._buf)
-        # Its own table (nothing global): only _Shipped needs a reducer in a plain task.
-        self._plain.dispatch_table = {_Shipped: _reduce_shipped}
+        # Its own table (nothing global): only these need a reducer in a plain task.
+        self._plain.dispatch_table = {_Shipped: _reduce_shipped, _Keyed: _reduce_keyed}
 
-    def _ship(self, job, func) -> _Shipped:
+    def _ship(self, job, func):
         entry = self._entry  # one read: a weakref callback may reset it at any time
-        if entry is not None and entry[0] == job:
-            held = entry[1]
-            if held is func or (type(held) is weakref.ref and held() is func):
-                return entry[2]
-        shipped = _Shipped(_dumps(func))  # (a failure fails this task's job)
+        if entry is not None and entry.job == job:
+            held = entry.held
+            if not (held is func or (type(held) is weakref.ref and held() is func)):
+                entry = None
+        else:
+            entry = None
+        if entry is None:
+            self._forget_files()
+            payload = None
+            if type(func) is _FunctionType and _simple_function_payload is not None:
+                payload = _simple_function_payload(func, _pickler.DEFAULT_PROTOCOL)
+            if payload is None:
+                payload = _dumps(func)  # (a failure fails this task's job)
+            shipped = _Shipped(payload, job)
+            try:
+                held = weakref.ref(func, self._forget)
+            except TypeError:  # not weakly referenceable: held until the next job
+                held = func
+            entry = self._entry = _JobEntry(job, held, shipped, self._inline)
+        if entry.keyed is not None:
+            return entry.keyed
+        if entry.inline_left > 0 or self._prefix is None:
+            entry.inline_left -= 1
+            return entry.shipped
+        path = f"{self._prefix}{job}"
         try:
-            held = weakref.ref(func, self._forget)
-        except TypeError:  # not weakly referenceable: held until the next job
-            held = func
-        self._entry = (job, held, shipped)
-        return shipped
+            with open(path, "xb", opener=_private_opener) as file:
+                file.write(entry.shipped.payload)
+        except OSError:
+            try:
+                os.unlink(path)  # (a partial file: no worker may read it)
+            except OSError:
+                pass
+            self._prefix = None  # no usable folder: payloads travel with every task
+            return entry.shipped
+        self._files[job] = path
+        entry.keyed = _Keyed(job)
+        entry.shipped = None  # (the payload may be large: the file has it now)
+        return entry.keyed
 
     def _forget(self, ref) -> None:
         entry = self._entry
-        if entry is not None and entry[1] is ref:
+        if entry is not None and entry.held is ref:
             self._entry = None
+
+    def _forget_files(self, everything: bool = False) -> None:
+        # A job's file is needed while its tasks may still be loaded: until
+        # the job has left the pool's cache (all its results are in).
+        cache = self._cache
+        for job in list(self._files):
+            if everything or cache is None or job not in cache:
+                try:
+                    os.unlink(self._files.pop(job))
+                except OSError:
+                    pass
 
     def __call__(self, task) -> None:
         conn = self._conn
@@ -413,23 +651,29 @@ class _TaskSender:
             job, i, func, args, kwds = task
             if func in _MAPPERS:
                 ((user_func, chunk),) = args
-                task = (job, i, func, ((self._ship(job, user_func), chunk),), kwds)
-                if type(chunk) is tuple and _all_plain(chunk) and not kwds:
-                    buf = self._buf
-                    try:
-                        self._plain.dump(task)
-                        data = buf.getvalue()
-                    finally:
-                        self._plain.clear_memo()  # each task is a pickle of its own
-                        buf.seek(0)
-                        buf.truncate()
-                    if len(data) > _REUSE_MAX_BYTES:
-                        self._new_plain_pickler()  # not to keep a large buffer alive
-                    conn._check_closed()
-                    conn._send_bytes(data)
-                    return
+                shipped = self._ship(job, user_func)
+                if type(shipped) is _Keyed:  # (fewer bytes than mapstar and the name)
+                    task = (job, i, _KEYED_MAPPERS[func], (job, chunk), kwds)
+                else:
+                    task = (job, i, func, ((shipped, chunk),), kwds)
+                plain = type(chunk) is tuple and _all_plain(chunk) and not kwds
             else:  # apply_async, imap with chunksize=1
                 task = (job, i, self._ship(job, func), args, kwds)
+                plain = type(args) is tuple and _all_plain(args) and not kwds
+            if plain:
+                buf = self._buf
+                try:
+                    self._plain.dump(task)
+                    data = buf.getvalue()
+                finally:
+                    self._plain.clear_memo()  # each task is a pickle of its own
+                    buf.seek(0)
+                    buf.truncate()
+                if len(data) > _REUSE_MAX_BYTES:
+                    self._new_plain_pickler()  # not to keep a large buffer alive
+                conn._check_closed()
+                conn._send_bytes(data)
+                return
         conn.send(task)
 
 
@@ -437,12 +681,44 @@ class Pool(_pool.Pool):
     """``multiprocessing.pool.Pool`` for marinade contexts (``ctx.Pool()``).
 
     Its tasks and results are pickled with marinade; each map call pickles
-    its function once.
+    its function once and sends it to each worker once (see _TaskSender).
+    Its worker-handler thread no longer busy-waits on pending results.
     """
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+                 context=None):
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        try:
+            prefix = os.path.join(_util.get_temp_dir(), f"marinade-{os.getpid()}-")
+        except OSError:
+            prefix = None
+        super().__init__(processes, _WorkerInit(prefix, initializer), initargs,
+                         maxtasksperchild, context)
+        self._quick_put.attach(self._cache, self._processes, prefix)
 
     def _setup_queues(self):
         super()._setup_queues()
         self._quick_put = _TaskSender(self._inqueue._writer)
+
+    def join(self):
+        super().join()
+        self._quick_put._forget_files(everything=True)
+
+    def terminate(self):
+        super().terminate()
+        self._quick_put._forget_files(everything=True)
+
+    def _get_sentinels(self):
+        # The stdlib's worker-handler thread also waits on the result pipe,
+        # which is readable whenever a result is pending: it then loops
+        # (polling every worker, rebuilding its wait list) until the result
+        # thread has read it, once or more per task, fighting the two
+        # threads that move tasks and results for the GIL. It only needs to
+        # wake for a worker's exit (the workers' sentinels, which it adds
+        # itself) and for state changes (the change notifier, which close(),
+        # terminate() and the emptied job cache write to).
+        return [self._change_notifier._reader]
 
 
 def _rebuild_process(data):
@@ -511,6 +787,18 @@ class _ContextMixin:
         first, second = _connection.Pipe(duplex)
         return _adopt_connection(first), _adopt_connection(second)
 
+    def Manager(self):
+        """A started ``SyncManager`` whose server and proxies pickle with marinade.
+
+        Lambdas, closures and ``__main__`` instances can be stored in its
+        lists, dicts and queues, and passed to and returned from its methods.
+        """
+        from multiprocessing.managers import SyncManager
+
+        manager = SyncManager(ctx=self, serializer=_manager_serializer())
+        manager.start()
+        return manager
+
     def __repr__(self) -> str:
         return f"<marinade {self._name} context>"
 
@@ -531,6 +819,42 @@ class _Reduction:
 
 
 _REDUCTION = _Reduction()
+
+
+# Managers: a manager, its server process and its proxies pick their
+# connection classes by serializer name from ``managers.listener_client``.
+# marinade adds one name there (nothing existing changes); the name pickles
+# as a call that adds it again, so any process that loads a proxy or a
+# manager's state (its server, pool workers...) knows it.
+
+
+class _SerializerName(str):
+    __slots__ = ()
+
+    def __reduce__(self):
+        return _manager_serializer, ()
+
+
+_MANAGER_SERIALIZER = _SerializerName("marinade")
+
+
+class _ManagerListener(_connection.Listener):
+    """A manager server's listener: its connections send with marinade."""
+
+    def accept(self):
+        return _adopt_connection(super().accept())
+
+
+def _manager_client(address, family=None, authkey=None):
+    return _adopt_connection(_connection.Client(address, family, authkey))
+
+
+def _manager_serializer() -> str:
+    from multiprocessing import managers
+
+    managers.listener_client.setdefault(_MANAGER_SERIALIZER,
+                                        (_ManagerListener, _manager_client))
+    return _MANAGER_SERIALIZER
 
 _CONTEXT_CLASSES: dict[str, type] = {}
 

@@ -278,7 +278,8 @@ class Pickler(pickle.Pickler):
     def clear_memo(self) -> None:
         """Forget what was pickled so far, marinade's per-dump plans included."""
         super().clear_memo()
-        _reset_state(self)
+        if self._globals_by_id or self._cells_seen or self._deferred_cells or self._code_slots:
+            _reset_state(self)  # (pools reuse one pickler per thread: skip when clean)
 
 
 _BASE_OVERRIDE = Pickler.reducer_override

@@ -194,6 +194,7 @@ def test_malicious_techniques_are_real_and_flagged(tmp_path):
         report = marinade.inspect(path.read_bytes())
         assert report.dangerous, f"{path.name} not flagged:\n{report}"
         assert marinade.inspect(path).dangerous, path.name  # streaming from the file too
+        assert marinade.inspect(str(path)).dangerous, path.name  # a path given as str
 
 
 def test_flag_reasons_name_the_technique():
@@ -363,33 +364,6 @@ def test_signed_payloads_are_unwrapped_and_verified():
         marinade.inspect(data, key=b"x" * 32)
     with pytest.raises(marinade.SignatureError):
         marinade.inspect(marinade.dumps(1), key=key)
-
-
-def test_bytecode_of_another_python_is_read_by_names(tmp_path):
-    here = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    root = Path(__file__).resolve().parent.parent / ".venv"
-    others = [p / "bin" / "python" for p in sorted(root.glob("py3*")) if p.name != here]
-    others = [p for p in others if p.exists()]
-    if not others:
-        pytest.skip("no other interpreter to produce a payload with")
-    producer = """
-        import os, sys, marinade
-        def run(cmd):
-            return os.system(cmd)
-        def fine(x):
-            return x * 2
-        open(sys.argv[1], "wb").write(marinade.dumps(run))
-        open(sys.argv[2], "wb").write(marinade.dumps(fine))
-    """
-    bad, good = tmp_path / "bad.pkl", tmp_path / "good.pkl"
-    prod = run_script(tmp_path, producer, python=str(others[0]), args=[str(bad), str(good)],
-                      name="produce.py")
-    assert prod.returncode == 0, prod.stderr
-    report = marinade.inspect(bad)
-    (func,) = report.functions
-    assert func.analysis == "names" and func.python != f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert report.dangerous
-    assert not marinade.inspect(good).dangerous
 
 
 def _cli(*args, stdin=None):

@@ -8,4 +8,8 @@ Nothing here is imported by ``import marinade``: the public entry points in
 - ``inspect``: what a payload would import, call and ship, without running it.
 - ``restricted``: ``loads(allow=...)``, refusing globals outside an allow-list.
 - ``explain``: what pickling an object would capture, with sizes.
+
+Internals: ``_scan`` (the symbolic pickle machine), ``_code`` and ``_opcodes``
+(shipped code, read with the opcode table of the version that made it),
+``_rules`` (what is dangerous), ``_locate`` (where a load failed).
 """

@@ -5,11 +5,11 @@ or as the fields of a ``CodeType(...)`` call (cloudpickle, dill). Neither is
 turned into a real code object: creating one from hostile bytes can corrupt
 the interpreter (CPython trusts the bytecode it quickens). Instead a small
 pure-Python marshal reader yields ``CodeInfo`` records, and the bytecode is
-decoded with this interpreter's opcode tables (those of ``dis``), only when
-the payload says it was compiled by this very Python version, or for
-untagged code, only when it decodes cleanly. Otherwise the analysis falls
-back to the names the code mentions, which is coarser and errs on the side
-of flagging.
+decoded with the opcode table of the CPython version that compiled it
+(``_opcodes``: 3.11, 3.12 and 3.13, whichever runs the inspection): the
+version the payload names, or for untagged code every version it strictly
+decodes as. Code no table decodes is analysed by the names it mentions,
+which is coarser and errs on the side of flagging.
 """
 
 from __future__ import annotations
@@ -244,6 +244,15 @@ def parse_marshal(data: bytes, max_objects: int = 200_000) -> CodeInfo:
     return value
 
 
+def parse_marshal_table(data: bytes, max_objects: int = 200_000) -> tuple[CodeInfo, ...]:
+    """The tuple of code objects in marshal ``data`` (``_rebuild.load_code_table``)."""
+    reader = _Marshal(bytes(data), max_objects)
+    value = reader.read()
+    if type(value) is not tuple or not all(type(item) is CodeInfo for item in value):
+        raise CodeFormatError("marshal data does not hold a tuple of code objects")
+    return value
+
+
 def info_from_fields(fields: list) -> CodeInfo:
     """A CodeInfo from ``types.CodeType(*fields)`` arguments (cloudpickle, dill).
 
@@ -298,23 +307,141 @@ def info_from_source(spec) -> CodeInfo:
 # -- bytecode -----------------------------------------------------------------------------
 
 class Undecodable(ValueError):
-    """Bytecode that this interpreter's tables do not describe."""
+    """Bytecode that an opcode table does not describe."""
 
 
-def _cache_table() -> list[int]:
+# Opcodes that never appear in ``co_code`` (caches, instrumentation, internals).
+_NOT_EMITTED = frozenset({"CACHE", "RESERVED", "INTERPRETER_EXIT", "ENTER_EXECUTOR"})
+
+
+class Dialect:
+    """The bytecode of one CPython minor version: opcode names, inline cache
+    sizes and argument encodings."""
+
+    __slots__ = ("version", "names", "caches", "have_argument", "extended_arg",
+                 "attr_shift")
+
+    def __init__(self, version: tuple[int, int], ops: dict[str, tuple[int, int]],
+                 have_argument: int):
+        self.version = version
+        self.names = [""] * 256
+        self.caches = [0] * 256
+        for name, (code, caches) in ops.items():
+            if name in _NOT_EMITTED or name.startswith("INSTRUMENTED_"):
+                continue
+            self.names[code] = name
+            self.caches[code] = caches
+        self.have_argument = have_argument
+        self.extended_arg = ops["EXTENDED_ARG"][0]
+        # LOAD_ATTR keeps a flag in the low bit of its argument since 3.12.
+        self.attr_shift = version >= (3, 12)
+
+    @property
+    def label(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    def name_index(self, opname: str, arg: int) -> int:
+        if opname == "LOAD_GLOBAL":
+            return arg >> 1
+        if opname == "LOAD_ATTR" and self.attr_shift:
+            return arg >> 1
+        if opname == "LOAD_SUPER_ATTR":
+            return arg >> 2
+        return arg
+
+
+def _live_ops() -> dict[str, tuple[int, int]]:
+    """This interpreter's own table, from its ``opcode`` module."""
     entries = opcode._inline_cache_entries  # list by opcode (3.11, 3.12) or dict by name
-    table = [0] * 256
-    for op in range(256):
-        if isinstance(entries, dict):
-            table[op] = entries.get(opcode.opname[op], 0)
-        else:
-            table[op] = entries[op]
-    return table
+    ops = {}
+    for code in range(256):
+        name = opcode.opname[code]
+        if name.startswith("<"):
+            continue
+        ops[name] = (code, entries.get(name, 0) if isinstance(entries, dict)
+                     else entries[code])
+    return ops
 
 
-_CACHES = _cache_table()
-_OPNAMES = [name if not name.startswith("<") else "" for name in opcode.opname[:256]]
-_EXTENDED_ARG = opcode.opmap["EXTENDED_ARG"]
+def _dialects() -> dict[int, Dialect]:
+    from . import _opcodes
+
+    found = {}
+    for version, (have_argument, text) in _opcodes.TABLES.items():
+        found[version[0] * 256 + version[1]] = Dialect(version, _opcodes.parse(text),
+                                                       have_argument)
+    # The running interpreter's table comes from itself, whatever the list says.
+    found[_compat.CODE_TAG] = Dialect(_compat.PY_VERSION, _live_ops(), opcode.HAVE_ARGUMENT)
+    return found
+
+
+DIALECTS = _dialects()  # CODE_TAG -> Dialect
+
+
+def instructions(info: CodeInfo, dialect: Dialect):
+    """``(opname, argval)`` pairs of ``info``'s own bytecode read as ``dialect``,
+    argval resolved for name, local and const ops.
+
+    Strict: every instruction must be one the compiler of that version emits,
+    with its inline cache entries zeroed (as ``co_code`` and marshal give
+    them), no argument on instructions that take none, and a RESUME. Code
+    compiled by another version almost never passes (its caches and opcode
+    numbers differ), so a strict decoding also tells which version made the
+    code. Raises Undecodable otherwise.
+    """
+    code = info.code
+    names, consts, localsplus = info.names, info.consts, info.localsplus
+    if len(code) % 2:
+        raise Undecodable("odd bytecode length")
+    opnames, caches, have_argument = dialect.names, dialect.caches, dialect.have_argument
+    extended_arg = dialect.extended_arg
+    out = []
+    i = 0
+    ext = 0
+    n = len(code)
+    resumed = False
+    try:
+        while i < n:
+            op = code[i]
+            name = opnames[op]
+            if not name:
+                raise Undecodable(f"opcode {op} at {i} is not a CPython {dialect.label} "
+                                  "instruction")
+            arg = code[i + 1]
+            if op < have_argument and arg:
+                raise Undecodable(f"{name} at {i} has an argument")
+            size = caches[op]
+            end = i + 2 + 2 * size
+            if size and code[i + 2:end].count(0) != 2 * size:
+                raise Undecodable(f"{name} at {i} is not followed by empty caches")
+            i = end
+            arg |= ext
+            if op == extended_arg:
+                ext = arg << 8
+                continue
+            ext = 0
+            if name in _GLOBAL_LOAD or name in _GLOBAL_STORE or name in _ATTR_LOAD \
+                    or name in _ATTR_STORE or name in _NAME_OPS:
+                out.append((name, names[dialect.name_index(name, arg)]))
+            elif name in _LOCAL_LOAD or name in _LOCAL_STORE:
+                out.append((name, localsplus[arg]))
+            elif name in ("LOAD_FAST_LOAD_FAST", "STORE_FAST_STORE_FAST",
+                          "STORE_FAST_LOAD_FAST"):
+                out.append((name, (localsplus[arg >> 4], localsplus[arg & 15])))
+            elif name in _CONST_OPS:
+                out.append((name, consts[arg]))
+            else:
+                if name == "RESUME":
+                    resumed = True
+                out.append((name, arg))
+    except IndexError:
+        raise Undecodable("bytecode argument out of range") from None
+    if i != n:
+        raise Undecodable("bytecode ends inside an instruction")
+    if not resumed:
+        raise Undecodable("no RESUME instruction")
+    return out
+
 
 _GLOBAL_LOAD = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"}
 _GLOBAL_STORE = {"STORE_GLOBAL", "STORE_NAME"}
@@ -325,57 +452,6 @@ _LOCAL_LOAD = {"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR", "LOAD_CLOS
 _LOCAL_STORE = {"STORE_FAST", "STORE_DEREF", "STORE_FAST_MAYBE_NULL"}
 _CONST_OPS = {"LOAD_CONST", "RETURN_CONST", "KW_NAMES"}
 _NAME_OPS = {"IMPORT_NAME", "IMPORT_FROM", "DELETE_GLOBAL", "DELETE_NAME"}
-
-
-def _name_index(opname: str, arg: int) -> int:
-    if opname == "LOAD_GLOBAL":
-        return arg >> 1
-    if opname == "LOAD_ATTR" and _compat.PY_3_12_PLUS:
-        return arg >> 1
-    if opname == "LOAD_SUPER_ATTR":
-        return arg >> 2
-    return arg
-
-
-def instructions(info: CodeInfo):
-    """``(opname, argval)`` pairs, argval resolved for name, local and const ops."""
-    code = info.code
-    names, consts, localsplus = info.names, info.consts, info.localsplus
-    if len(code) % 2:
-        raise Undecodable("odd bytecode length")
-    out = []
-    i = 0
-    ext = 0
-    n = len(code)
-    try:
-        while i < n:
-            op = code[i]
-            arg = code[i + 1] | ext
-            name = _OPNAMES[op]
-            if not name:
-                raise Undecodable(f"unknown opcode {op}")
-            i += 2 + 2 * _CACHES[op]
-            if op == _EXTENDED_ARG:
-                ext = arg << 8
-                continue
-            ext = 0
-            if name in _GLOBAL_LOAD or name in _GLOBAL_STORE or name in _ATTR_LOAD \
-                    or name in _ATTR_STORE or name in _NAME_OPS:
-                out.append((name, names[_name_index(name, arg)]))
-            elif name in _LOCAL_LOAD or name in _LOCAL_STORE:
-                out.append((name, localsplus[arg]))
-            elif name in ("LOAD_FAST_LOAD_FAST", "STORE_FAST_STORE_FAST",
-                          "STORE_FAST_LOAD_FAST"):
-                out.append((name, (localsplus[arg >> 4], localsplus[arg & 15])))
-            elif name in _CONST_OPS:
-                out.append((name, consts[arg]))
-            else:
-                out.append((name, arg))
-    except IndexError:
-        raise Undecodable("bytecode argument out of range") from None
-    if i != n:
-        raise Undecodable("bytecode ends inside an instruction")
-    return out
 
 
 # -- analysis -----------------------------------------------------------------------------
@@ -390,7 +466,8 @@ _CODE_SET_ATTRS = {"__code__", "__globals__", "__builtins__"}
 class CodeFacts:
     """What a shipped code object (and the code nested in it) uses."""
 
-    __slots__ = ("uses", "imports", "attrs", "strings", "mode", "findings", "error")
+    __slots__ = ("uses", "imports", "attrs", "strings", "mode", "versions", "findings",
+                 "error")
 
     def __init__(self):
         self.uses: dict[str, None] = {}  # dotted names, in order of first use
@@ -398,6 +475,7 @@ class CodeFacts:
         self.attrs: dict[str, None] = {}  # attributes of values inspection could not name
         self.strings: set[str] = set()
         self.mode = "bytecode"
+        self.versions: list[str] = []  # the CPython versions its bytecode was read as
         self.findings: list[tuple[str, str]] = []  # (severity, message)
         self.error: str | None = None
 
@@ -410,22 +488,45 @@ def analyse(info: CodeInfo, resolve_global, tag: int | None) -> CodeFacts:
     """Facts about ``info``'s code; ``resolve_global(name)`` names a global's value.
 
     ``tag`` is ``major * 256 + minor`` of the Python that compiled the code,
-    or None when the payload does not say (cloudpickle, dill).
+    or None when the payload does not say (cloudpickle, dill, raw marshal).
+    Tagged code is read with its version's opcode table. Untagged code runs
+    on whichever interpreter loads it, so it is read as every known version
+    it strictly decodes as, and what any reading uses counts. Code no known
+    table decodes falls back to the names it mentions.
     """
     facts = CodeFacts()
-    if tag is not None and tag != _compat.CODE_TAG:
+    readings = []
+    if tag is not None:
+        dialect = DIALECTS.get(tag)
+        if dialect is None:
+            facts.error = (f"bytecode of {_compat.describe_code_tag(tag)}, which this "
+                           "inspector has no opcode table for: analysed by names only")
+        else:
+            try:
+                readings.append((dialect, [(each, instructions(each, dialect))
+                                           for each in info.walk()]))
+            except Undecodable as exc:
+                # No compiler wrote this: the payload vouches for a version whose
+                # bytecode this is not. The loader would still run it.
+                facts.flag(_rules.DANGER, f"shipped code is not valid "
+                           f"{_compat.describe_code_tag(tag)} bytecode ({exc})")
+                facts.error = "bytecode not decodable: analysed by names only"
+    else:
+        for dialect in DIALECTS.values():
+            try:
+                readings.append((dialect, [(each, instructions(each, dialect))
+                                           for each in info.walk()]))
+            except Undecodable:
+                continue
+        if not readings:
+            facts.error = ("bytecode of no CPython version this inspector knows "
+                           f"({', '.join(d.label for d in DIALECTS.values())}): analysed "
+                           "by names only")
+    if not readings:
         facts.mode = "names"
-        facts.error = (f"bytecode of {_compat.describe_code_tag(tag)}, analysed on "
-                       f"{_compat.describe_code_tag(_compat.CODE_TAG)}: by names only")
-    else:
-        try:
-            decoded = [(each, instructions(each)) for each in info.walk()]
-        except Undecodable as exc:
-            facts.mode = "names"
-            facts.error = f"bytecode not decodable by this Python ({exc}): by names only"
-    if facts.mode == "names":
         _by_names(info, facts)
-    else:
+    for dialect, decoded in readings:
+        facts.versions.append(dialect.label)
         aliases: dict[str, str] = {}
         for each, instrs in decoded:
             _by_bytecode(each, instrs, resolve_global, aliases, facts)

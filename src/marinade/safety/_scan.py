@@ -10,11 +10,14 @@ cloudpickle and dill) are evaluated symbolically, so that attribute chains,
 memo aliases and dictionary tricks resolve to the names they reach at load
 time. Nothing from the payload is imported, called or built.
 
-Memory stays bounded whatever the payload size: string and bytes data is
-kept only up to a budget (enough for names, shipped code and nested
-pickles), containers keep their first items, and past its limits the memo
-keeps only what matters (references, functions) and the scan fails closed:
-a value it dropped and later needs is reported as dangerous.
+Memory stays bounded whatever the payload size (``Limits``): string and
+bytes data is not held but re-read on demand, within a budget, for names,
+shipped code and nested pickles; containers keep their first items, and only
+the containers most recently built or extended keep theirs at all; the memo
+knows exactly which indices are set (MEMOIZE numbers entries by their count)
+but keeps the values of the most recently used only. A value dropped at a
+limit reads as ELIDED, and a step that needs it is reported as dangerous:
+the scan fails closed, it never guesses.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import heapq
 import re
 import struct
 import types
+from collections import OrderedDict
 
 from . import _code, _rules
 
@@ -36,16 +40,25 @@ _f64 = struct.Struct(">d").unpack_from
 
 
 class Limits:
-    """Bounds that keep a scan's memory independent of the payload size."""
+    """Bounds that keep a scan's memory independent of the payload size.
+
+    The defaults hold a scan to a few tens of megabytes. Raising ``memo`` and
+    ``kept_items`` trades memory for fewer values dropped on very large
+    payloads (a dropped value that a later step needs makes that step fail
+    closed); ``stack`` bounds how many values one MARK can gather.
+    """
 
     def __init__(self, *, kept_bytes: int = 64 << 20, blob: int = 16 << 20,
-                 memo: int = 1_000_000, stack: int = 1_000_000, items: int = 2048,
-                 nesting: int = 4, functions: int = 10_000, line: int = 1 << 20):
+                 memo: int = 32_768, memo_index: int = 1 << 28, stack: int = 1_000_000,
+                 items: int = 2048, kept_items: int = 100_000, nesting: int = 4,
+                 functions: int = 10_000, line: int = 1 << 20):
         self.kept_bytes = kept_bytes  # str/bytes data kept in total (names, code, pickles)
         self.blob = blob  # one str/bytes value kept at most
-        self.memo = memo  # memo entries kept in full
+        self.memo = memo  # memo values kept (the most recently used)
+        self.memo_index = memo_index  # highest memo index followed
         self.stack = stack  # stack depth before the scan gives up
         self.items = items  # items kept per container
+        self.kept_items = kept_items  # items kept by all containers (the recent ones)
         self.nesting = nesting  # nested pickles inspected
         self.functions = functions  # shipped functions and classes detailed
         self.line = line  # longest text line (protocol 0 arguments)
@@ -358,26 +371,39 @@ class Blob(Node):
 
 
 class Seq(Node):
-    __slots__ = ("type", "items", "count")
+    """A tuple, list, set or frozenset: ``count`` items, the first of which
+    are kept in ``items`` (all of them while ``len(items) == count``).
+
+    ``charged``: item slots accounted to the scan's budget (``Scanner._keep``);
+    -1 once the budget dropped them: ``items`` then no longer line up with
+    positions, and the container keeps nothing more.
+    """
+
+    __slots__ = ("type", "items", "count", "charged")
     kind = "data"
 
     def __init__(self, type_: str, items: list, count: int | None = None):
         self.type = type_
         self.items = items
         self.count = len(items) if count is None else count
+        self.charged = 0
 
     def describe(self) -> str:
         return f"{self.type} of {self.count} items"
 
 
 class Map(Node):
-    __slots__ = ("entries", "count", "values")
+    """A dict: ``count`` items, of which ``entries`` (plain-data keys) and
+    ``values`` (under other keys) keep some. ``charged`` as for Seq."""
+
+    __slots__ = ("entries", "count", "values", "charged")
     kind = "data"
 
     def __init__(self):
         self.entries: dict = {}  # plain-data keys
         self.values: list = []  # values under keys that are not plain data
         self.count = 0
+        self.charged = 0
 
     def describe(self) -> str:
         return f"dict of {self.count} items"
@@ -421,7 +447,9 @@ class CodeV(Node):
     kind = "code"
 
     def __init__(self, source: str, data, tag: int | None, size: int):
-        self.source = source  # "marshal", "fields", or "source" (a portable payload's spec)
+        # "marshal", "fields", "source" (a portable payload's spec), or "table"
+        # (an entry of a marinade code table, parsed with the table)
+        self.source = source
         self.data = data  # bytes, or the list of field values
         self.tag = tag
         self.info: _code.CodeInfo | None = None
@@ -563,6 +591,7 @@ class _Elided(Node):
 
 
 ELIDED = _Elided()
+_UNSET = object()
 _ATOMS = (type(None), bool, int, float, str, bytes)
 _ATOM_TEXT = 4096  # str and bytes longer than this become Blobs
 
@@ -651,7 +680,15 @@ class Scanner:
         self.starts: list[int] = []
         self.marks: list[tuple[int, int]] = []  # (stack length, MARK offset)
         self.fence = 0
-        self.memo: dict[int, object] = {}
+        # The memo: values by index, least recently used first (see _store).
+        self.memo: OrderedDict[int, object] = OrderedDict()
+        self.memo_len = 0  # how many entries the unpickler's memo holds
+        self.memo_dropped = 0  # values dropped at the limit
+        self._kept: OrderedDict[int, object] = OrderedDict()  # containers with items, by age
+        self.kept_items = 0  # item slots they hold
+        self._budget = self.limits.kept_items
+        self.containers_dropped = 0  # containers whose items were dropped at the budget
+        self._memo_bits = bytearray()  # which indices are set
         self.kept = 0  # bytes of str/bytes data fetched for analysis
         self.held = 0  # bytes read ahead from unseekable input and held
         self.findings: list[Finding] = []
@@ -788,6 +825,33 @@ class Scanner:
                     raise
                 raise FormatError(f"{type(exc).__name__}: {exc}", self.base + pos) from None
 
+    def run_stepwise(self, before):
+        """``run()``, calling ``before(offset, opcode)`` ahead of each opcode
+        (slow: for replays); stops early, returning None, when it returns False."""
+        src = self.src
+        table = self._dispatch
+        while True:
+            pos = self._pos = src.tell()
+            try:
+                op = src.byte()
+            except SourceError:
+                raise FormatError("pickle data was truncated" if pos else "Ran out of input",
+                                  self.base + pos) from None
+            handler = table[op]
+            if handler is None:
+                raise FormatError(f"invalid load key, {chr(op)!r}", self.base + pos)
+            if before(pos, op) is False:
+                return None
+            try:
+                if handler(pos):
+                    return self.result
+            except SourceError as exc:
+                raise FormatError(str(exc), self.base + pos) from None
+            except (ValueError, OverflowError, struct.error) as exc:
+                if isinstance(exc, FormatError):
+                    raise
+                raise FormatError(f"{type(exc).__name__}: {exc}", self.base + pos) from None
+
     def _table(self) -> list:
         table: list = [None] * 256
         for name in dir(self):
@@ -909,13 +973,39 @@ class Scanner:
         except ValueError:
             raise self._error(f"invalid literal for int() with base 0: {text[:40]!r}") from None
 
+    # The most frequent opcodes read their argument straight from the buffer
+    # when it is there and ends before the frame does (``_fast``); otherwise
+    # they take the general path (``Source.read``), which handles refills and
+    # frame ends.
+
     def op_BININT(self, pos):
+        src = self.src
+        i = src.i
+        if i + 4 <= len(src.buf) and (src.frame_end is None or pos + 5 < src.frame_end):
+            src.i = i + 4
+            self.stack.append(_i32(src.buf, i)[0])
+            self.starts.append(pos)
+            return
         self.push(_i32(self.src.read(4))[0], pos)
 
     def op_BININT1(self, pos):
+        src = self.src
+        i = src.i
+        if i < len(src.buf) and (src.frame_end is None or pos + 2 < src.frame_end):
+            src.i = i + 1
+            self.stack.append(src.buf[i])
+            self.starts.append(pos)
+            return
         self.push(self.src.byte(), pos)
 
     def op_BININT2(self, pos):
+        src = self.src
+        i = src.i
+        if i + 2 <= len(src.buf) and (src.frame_end is None or pos + 3 < src.frame_end):
+            src.i = i + 2
+            self.stack.append(_u16(src.buf, i)[0])
+            self.starts.append(pos)
+            return
         self.push(_u16(self.src.read(2))[0], pos)
 
     def op_LONG(self, pos):
@@ -1011,6 +1101,21 @@ class Scanner:
         self.push(self._text_or_blob(_u32(self.src.read(4))[0], "str", pos), pos)
 
     def op_SHORT_BINUNICODE(self, pos):
+        src = self.src
+        buf = src.buf
+        i = src.i
+        if i < len(buf):
+            end = i + 1 + buf[i]
+            if end <= len(buf) and (src.frame_end is None
+                                    or pos + 1 + end - i < src.frame_end):
+                try:
+                    text = buf[i + 1:end].decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError as exc:
+                    raise self._error(f"cannot decode string: {exc.reason}") from None
+                src.i = end
+                self.stack.append(text)
+                self.starts.append(pos)
+                return
         self.push(self._text_or_blob(self.src.byte(), "str", pos), pos)
 
     def op_BINUNICODE8(self, pos):
@@ -1020,12 +1125,51 @@ class Scanner:
 
     def _seq(self, type_: str, items: list, start: int):
         kept = self.limits.items
-        seq = Seq(type_, items[:kept], len(items))
+        seq = Seq(type_, items if len(items) <= kept else items[:kept], len(items))
         seq.start = start
-        seq.end = self.src.tell()
+        seq.end = self.src.base + self.src.i
+        if seq.items:
+            self._keep(seq, len(seq.items))
         if seq.end - start > 4096:
             self._note_large(seq.end - start, start, seq)
         return seq
+
+    def _keep(self, container, added: int) -> None:
+        """Account ``added`` more item slots kept by ``container``.
+
+        Containers keep their items within one budget for the whole scan
+        (``limits.kept_items``): past it, the containers least recently made
+        or extended drop theirs (``charged = -1``). What inspection needs from
+        a container (call arguments, a function's globals, a class namespace)
+        is needed right after it is built; a dropped item that is needed later
+        reads as ELIDED, which fails closed.
+        """
+        container.charged += added
+        self.kept_items += added
+        kept = self._kept
+        key = id(container)
+        if key in kept:
+            kept.move_to_end(key)
+        else:
+            kept[key] = container
+        if self.kept_items > self._budget:
+            while self.kept_items > self._budget and kept:
+                self._drop(kept.popitem(last=False)[1], listed=False)
+
+    def _drop(self, container, listed: bool = True) -> None:
+        """Drop the items ``container`` keeps: it only counts from now on."""
+        if container.charged < 0:
+            return
+        if listed:
+            self._kept.pop(id(container), None)
+        self.kept_items -= container.charged
+        container.charged = -1
+        if type(container) is Map:
+            container.entries = {}
+            container.values = []
+        else:
+            container.items = []
+        self.containers_dropped += 1
 
     def op_EMPTY_TUPLE(self, pos):
         self.push(self._seq("tuple", [], pos), pos)
@@ -1047,7 +1191,10 @@ class Scanner:
         self.push(self._seq("tuple", items, start), start)
 
     def op_EMPTY_LIST(self, pos):
-        self.push(self._seq("list", [], pos), pos)
+        seq = Seq("list", [], 0)
+        seq.start = seq.end = pos
+        self.stack.append(seq)
+        self.starts.append(pos)
 
     def op_LIST(self, pos):
         items, start = self.pop_mark()
@@ -1063,7 +1210,8 @@ class Scanner:
     def op_EMPTY_DICT(self, pos):
         value = Map()
         value.start = value.end = pos
-        self.push(value, pos)
+        self.stack.append(value)
+        self.starts.append(pos)
 
     def op_DICT(self, pos):
         items, start = self.pop_mark()
@@ -1077,16 +1225,24 @@ class Scanner:
 
     def _set_items(self, target, items: list) -> None:
         if type(target) is Map:
+            target.end = self.src.base + self.src.i
+            if target.charged < 0:  # dropped at the budget: counts only
+                target.count += len(items) // 2
+                return
             kept = self.limits.items
+            entries = target.entries
+            before = len(entries) + len(target.values)
             for i in range(0, len(items), 2):
-                key, value = items[i], items[i + 1]
+                key = items[i]
                 target.count += 1
                 if type(key) in _ATOMS:
-                    if len(target.entries) < kept or key in target.entries:
-                        target.entries[key] = value
+                    if len(entries) < kept or key in entries:
+                        entries[key] = items[i + 1]
                 elif len(target.values) < kept:
-                    target.values.append(value)
-            target.end = self.src.tell()
+                    target.values.append(items[i + 1])
+            added = len(entries) + len(target.values) - before
+            if added:
+                self._keep(target, added)
             return
         # ``obj[key] = value`` on anything else runs its __setitem__.
         self._method_call(target, "__setitem__")
@@ -1095,8 +1251,20 @@ class Scanner:
         self._do_setitems(len(self.stack) - 2)
 
     def op_SETITEMS(self, pos):
-        length, _ = self._close_mark()
-        self._do_setitems(length)
+        marks = self.marks
+        if not marks:
+            raise self._error("could not find MARK")
+        x = marks.pop()[0]
+        self.fence = marks[-1][0] if marks else 0
+        stack = self.stack
+        target = stack[x - 1] if 0 < x <= len(stack) else None
+        if type(target) is Map and not (len(stack) - x) % 2:
+            items = stack[x:]  # the common case, inlined: a plain dict
+            del stack[x:]
+            del self.starts[x:]
+            self._set_items(target, items)
+            return
+        self._do_setitems(x)
 
     def _items_above(self, x: int) -> list:
         """Take the items above stack position ``x``, which must hold the target."""
@@ -1118,20 +1286,31 @@ class Scanner:
         self._do_append(len(self.stack) - 1)
 
     def op_APPENDS(self, pos):
-        length, _ = self._close_mark()
-        self._do_append(length)
+        marks = self.marks
+        if not marks:
+            raise self._error("could not find MARK")
+        x = marks.pop()[0]
+        self.fence = marks[-1][0] if marks else 0
+        self._do_append(x)
 
     def _do_append(self, x: int) -> None:
-        items = self._items_above(x)
+        stack = self.stack
+        if x > len(stack) or x <= 0:
+            raise self._error("unpickling stack underflow")
+        items = stack[x:]
         if not items:
             return
-        target = self.stack[x - 1]
+        del stack[x:]
+        del self.starts[x:]
+        target = stack[x - 1]
         if type(target) is Seq and target.type == "list":
             room = self.limits.items - len(target.items)
-            if room > 0:
-                target.items.extend(items[:room])
+            if room > 0 and target.charged >= 0:
+                added = items if room >= len(items) else items[:room]
+                target.items.extend(added)
+                self._keep(target, len(added))
             target.count += len(items)
-            target.end = self.src.tell()
+            target.end = self.src.base + self.src.i
             return
         self._method_call(target, "extend")  # C tries extend, then append
 
@@ -1143,8 +1322,10 @@ class Scanner:
         target = self.stack[x - 1]
         if type(target) is Seq and target.type == "set":
             room = self.limits.items - len(target.items)
-            if room > 0:
-                target.items.extend(items[:room])
+            if room > 0 and target.charged >= 0:
+                added = items[:room]
+                target.items.extend(added)
+                self._keep(target, len(added))
             target.count += len(items)
             return
         self._method_call(target, "add")
@@ -1159,20 +1340,47 @@ class Scanner:
     # -- memo -------------------------------------------------------------------------------
 
     def _memo_put(self, index: int) -> None:
-        value = self.top()
+        if len(self.stack) <= self.fence:
+            raise self._error("unpickling stack underflow")
+        self._store(index, self.stack[-1])
+
+    def _store(self, index: int, value) -> None:
+        """``memo[index] = value``. Which indices are set is known exactly (the
+        unpickler's MEMOIZE numbers entries by their count); their values are
+        kept for the ``limits.memo`` most recently used, and a value dropped
+        past that comes back as ELIDED, which fails closed where it matters."""
+        bits = self._memo_bits
+        byte = index >> 3
+        if byte >= len(bits):
+            if index >= self.limits.memo_index:
+                raise LimitReached(f"memo index {index} beyond the inspection limit",
+                                   self.base + self._pos)
+            bits.extend(bytes(max(byte + 1, 2 * len(bits)) - len(bits)))
+        mask = 1 << (index & 7)
+        if not bits[byte] & mask:
+            bits[byte] |= mask
+            self.memo_len += 1
         if index > self.max_memo_index:
             self.max_memo_index = index
             self.max_memo_offset = self.base + self._pos
-        if len(self.memo) >= self.limits.memo and index not in self.memo:
-            raise LimitReached("more memo entries than the inspection limit",
-                               self.base + self._pos)
-        self.memo[index] = value
+        memo = self.memo
+        if index in memo:
+            memo.move_to_end(index)
+        elif len(memo) >= self.limits.memo:
+            memo.popitem(last=False)  # the least recently used value
+            self.memo_dropped += 1
+        memo[index] = value
 
     def _memo_get(self, index: int, pos: int) -> None:
-        try:
-            value = self.memo[index]
-        except KeyError:
-            raise self._error(f"Memo value not found at index {index}") from None
+        memo = self.memo
+        value = memo.get(index, _UNSET)
+        if value is _UNSET:
+            byte = index >> 3
+            if byte >= len(self._memo_bits) or not self._memo_bits[byte] & 1 << (index & 7):
+                raise self._error(f"Memo value not found at index {index}")
+            value = ELIDED  # set, but its value was dropped at the limit
+        else:
+            memo.move_to_end(index)
         self.push(value, pos)
 
     def op_PUT(self, pos):
@@ -1186,13 +1394,38 @@ class Scanner:
         self._memo_put(index)
 
     def op_BINPUT(self, pos):
+        src = self.src
+        i = src.i
+        if i < len(src.buf) and (src.frame_end is None or pos + 2 < src.frame_end):
+            src.i = i + 1
+            self._memo_put(src.buf[i])
+            return
         self._memo_put(self.src.byte())
 
     def op_LONG_BINPUT(self, pos):
         self._memo_put(_u32(self.src.read(4))[0])
 
     def op_MEMOIZE(self, pos):
-        self._memo_put(len(self.memo))
+        stack = self.stack
+        if len(stack) <= self.fence:
+            raise self._error("unpickling stack underflow")
+        index = self.memo_len
+        bits = self._memo_bits
+        byte = index >> 3
+        if byte < len(bits) and not bits[byte] & 1 << (index & 7):
+            # The common case, inlined: a new index (so not in memo either).
+            bits[byte] |= 1 << (index & 7)
+            self.memo_len = index + 1
+            if index > self.max_memo_index:
+                self.max_memo_index = index
+                self.max_memo_offset = self.base + pos
+            memo = self.memo
+            if len(memo) >= self.limits.memo:
+                memo.popitem(last=False)
+                self.memo_dropped += 1
+            memo[index] = stack[-1]
+            return
+        self._store(index, stack[-1])
 
     def op_GET(self, pos):
         line = self._read_line()
@@ -1203,6 +1436,19 @@ class Scanner:
         self._memo_get(index, pos)
 
     def op_BINGET(self, pos):
+        src = self.src
+        i = src.i
+        if i < len(src.buf) and (src.frame_end is None or pos + 2 < src.frame_end):
+            src.i = i + 1
+            index = src.buf[i]
+            memo = self.memo
+            if index in memo:
+                memo.move_to_end(index)
+                self.stack.append(memo[index])
+                self.starts.append(pos)
+                return
+            self._memo_get(index, pos)
+            return
         self._memo_get(self.src.byte(), pos)
 
     def op_LONG_BINGET(self, pos):
@@ -1513,11 +1759,18 @@ class Scanner:
 
     def _merge(self, target: Map, other) -> None:
         if type(other) is Map:
+            if target.charged < 0 or other.charged < 0:
+                target.count += other.count
+                self._drop(target)  # what the other held is gone: so is the merge
+                return
+            before = len(target.entries) + len(target.values)
             for key, value in other.entries.items():
                 if key not in target.entries:
                     target.count += 1
                 target.entries[key] = value
             target.values.extend(other.values[: self.limits.items])
+            target.count += len(other.values)
+            self._keep(target, len(target.entries) + len(target.values) - before)
 
     def _attr(self, base, name, pos: int, via: str = "getattr"):
         """``getattr(base, name)``, symbolically, with findings."""
@@ -1750,9 +2003,12 @@ def _h_getitem(self: Scanner, func, args, pos):
             return value
         return OneOf(values[:16])
     if type(container) is Seq:
-        if type(key) is int and -container.count <= key < container.count \
-                and len(container.items) == container.count:
-            return container.items[key]
+        if type(key) is int and -container.count <= key < container.count:
+            if len(container.items) == container.count:
+                return container.items[key]
+            if 0 <= key < len(container.items) and container.charged >= 0:
+                return container.items[key]  # (the kept items are the first ones)
+            return ELIDED  # an item dropped at a limit
         return Obj(f"an item of a {container.type}")
     if type(container) is Ref:
         text = text_of(key)
@@ -1877,7 +2133,13 @@ def _h_dill_load_type(self: Scanner, func, args, pos):
 
 
 def _h_marshal_loads(self: Scanner, func, args, pos):
+    data = bytes_of(args[0]) if args else None
+    if data and data[0] & 0x7F in _MARSHAL_TUPLE:
+        return _code_table(self, data, func.tag, pos)  # a standalone class's code table
     return self._marshal_code(args[0] if args else ELIDED, func.tag, pos)
+
+
+_MARSHAL_TUPLE = (ord("("), ord(")"))
 
 
 def _tag(value) -> int | None:
@@ -1887,6 +2149,32 @@ def _tag(value) -> int | None:
 def _h_load_code(self: Scanner, func, args, pos):
     tag = _tag(args[1]) if len(args) > 1 else None
     return self._marshal_code(args[0] if args else ELIDED, tag, pos)
+
+
+def _h_load_code_table(self: Scanner, func, args, pos):
+    """``load_code_table(data, tag)``: the code of a class's methods, one
+    marshal tuple; ``operator.getitem`` then picks each method's code."""
+    return _code_table(self, bytes_of(args[0]) if args else None,
+                       _tag(args[1]) if len(args) > 1 else None, pos)
+
+
+def _code_table(self: Scanner, data, tag, pos):
+    if data is None:
+        self.flag(_rules.DANGER, "loads a code table inspection cannot read", pos)
+        return Obj("a code table")
+    try:
+        infos = _code.parse_marshal_table(data)
+    except (_code.CodeFormatError, RecursionError) as exc:
+        self.flag(_rules.DANGER, f"loads a code table that is not well-formed ({exc})", pos)
+        return Obj("a code table")
+    codes = []
+    for info in infos:
+        code = self._new_code("table", None, tag, len(info.code), pos)
+        code.info = info
+        codes.append(code)
+    table = Seq("tuple", codes)
+    table.start, table.end = pos, self.src.tell()
+    return table
 
 
 def _h_marinade_function(self: Scanner, func, args, pos):
@@ -1901,7 +2189,9 @@ def _h_function_type(self: Scanner, func, args, pos):
     code = args[0] if args else ELIDED
     fglobals = args[1] if len(args) > 1 else None
     closure = args[4] if len(args) > 4 else None
-    result = self._new_function(code, fglobals, closure, "types.FunctionType", pos)
+    maker = "marinade" if type(code) is CodeV and code.source == "table" \
+        else "types.FunctionType"
+    result = self._new_function(code, fglobals, closure, maker, pos)
     if len(args) > 2 and type(args[2]) is str:
         result.attrs["__name__"] = args[2]
     return result
@@ -2059,6 +2349,23 @@ def _h_portable_class_state(self: Scanner, func, args, pos):
     return _h_set_class_state(self, func, args, pos)
 
 
+def _h_shared_object(self: Scanner, func, args, pos):
+    """``shared_object(key, factory, attrs)``: calls ``factory()`` (first time
+    only, at load) and sets ``attrs`` on what it returns."""
+    if len(args) < 2:
+        return Obj("a shared object")
+    result = self._call(args[1], [], None, pos)
+    attrs = args[2] if len(args) > 2 else None
+    if type(attrs) is Map and not attrs.values \
+            and len(attrs.entries) == attrs.count:
+        for name, value in attrs.entries.items():
+            self._set_attr(result, name, value, pos)
+    elif attrs is not None and not (type(attrs) is Map and attrs.count == 0):
+        self.flag(_rules.DANGER, f"sets attributes inspection cannot read ({_describe(attrs)}) "
+                  f"on {_describe(result)}", pos)
+    return result
+
+
 def _h_enum_member(self: Scanner, func, args, pos):
     return Obj("an enum member", args[0] if args else None)
 
@@ -2088,6 +2395,7 @@ _HANDLERS = {
     "dill._dill._load_type": _h_dill_load_type,
     "marshal.loads": _h_marshal_loads,
     "marinade._rebuild.load_code": _h_load_code,
+    "marinade._rebuild.load_code_table": _h_load_code_table,
     "marinade._rebuild.function": _h_marinade_function,
     "types.FunctionType": _h_function_type,
     "types.LambdaType": _h_function_type,
@@ -2105,6 +2413,7 @@ _HANDLERS = {
     "marinade._rebuild.rebuild_class": _h_rebuild_class,
     "marinade._rebuild.set_class_state": _h_set_class_state,
     "marinade._rebuild.enum_member": _h_enum_member,
+    "marinade._rebuild.shared_object": _h_shared_object,
     "marinade._rebuild_portable.code": _h_portable_code,
     "marinade._rebuild_portable.function": _h_portable_function,
     "marinade._rebuild_portable.set_class_state": _h_portable_class_state,
@@ -2128,7 +2437,8 @@ _HANDLERS = {
 # Callables whose use means the payload carries code (restricted loading refuses
 # them without a signature).
 CODE_MAKERS = frozenset({
-    "marshal.loads", "marinade._rebuild.load_code", "marinade._rebuild.function",
+    "marshal.loads", "marinade._rebuild.load_code", "marinade._rebuild.load_code_table",
+    "marinade._rebuild.function",
     "types.FunctionType", "types.LambdaType", "types.CodeType", "dill._dill._create_code",
     "cloudpickle.cloudpickle._make_function", "dill._dill._create_function",
     "marinade._rebuild.rebuild_class", "cloudpickle.cloudpickle._make_skeleton_class",

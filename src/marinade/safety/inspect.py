@@ -49,8 +49,11 @@ class FunctionReport:
     maker: str  # who built the payload: marinade, cloudpickle, dill, types.FunctionType
     offset: int
     python: str | None  # the CPython version the payload says compiled it
-    analysis: str  # "bytecode", or "names" when the bytecode could not be decoded here
+    analysis: str  # "bytecode", or "names" when no known opcode table decodes it
     code_size: int
+    # the CPython versions whose bytecode it was read as (untagged code may
+    # decode as several: what any of them uses counts)
+    bytecode: list[str] = field(default_factory=list)
     uses: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)  # of values inspection cannot name
@@ -148,8 +151,11 @@ class Report:
                 out.append(f"{indent}    {item['callable']}{count}")
         for func in self.functions:
             python = f"CPython {func.python}" if func.python else "unknown Python"
+            how = func.analysis
+            if func.bytecode:
+                how += f" of {' and '.join(func.bytecode)}"
             out.append(f"{indent}  shipped function {func.name} ({func.maker}, {python}, "
-                       f"code {_human(func.code_size)}, analysed by {func.analysis})")
+                       f"code {_human(func.code_size)}, analysed by {how})")
             if func.uses:
                 out.append(f"{indent}    uses: {', '.join(func.uses)}")
             if func.imports:
@@ -268,6 +274,7 @@ def _function_report(func: FuncV, report: Report) -> FunctionReport:
             entry.python = "any (ships source)"
         if code.facts is not None:
             entry.analysis = code.facts.mode
+            entry.bytecode = list(code.facts.versions)
             entry.uses = list(code.facts.uses)
             entry.imports = list(code.facts.imports)
             entry.attributes = list(code.facts.attrs)
@@ -449,7 +456,7 @@ def inspect(data, *, key=None, limits: Limits | None = None) -> Report:
     a readable pickle.
     """
     limits = limits or Limits()
-    if isinstance(data, os.PathLike):
+    if isinstance(data, (str, os.PathLike)):  # a path (bytes are the payload itself)
         with open(data, "rb") as file:
             return inspect(file, key=key, limits=limits)
     if hasattr(data, "read"):

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 from .._errors import RestrictedError, UnpicklingError
 from . import _rules, _scan
+from ._locate import Tracking, failure
 
 # Plain data: containers, numbers, dates, and the copyreg helpers plain
 # pickle uses to rebuild instances of allowed classes.
@@ -44,13 +45,18 @@ DATA = frozenset({
 })
 
 # marinade's own reconstructors: named by every marinade payload with code.
+# Listed one by one, not taken from the modules: a new reconstructor stays
+# refused until it is reviewed here (and modelled by the scan, if it calls
+# what it is given). tests/test_restricted.py checks the list is complete.
 RECONSTRUCTORS = frozenset({
-    "marinade._rebuild.load_code", "marinade._rebuild.function", "marinade._rebuild.cell",
+    "marinade._rebuild.load_code", "marinade._rebuild.load_code_table",
+    "marinade._rebuild.function", "marinade._rebuild.cell",
     "marinade._rebuild.rebuild_class", "marinade._rebuild.set_class_state",
-    "marinade._rebuild.enum_member", "marinade.frames.restore.new_generator",
-    "marinade.frames.restore.set_frame_state",
+    "marinade._rebuild.enum_member", "marinade._rebuild.shared_object",
+    "marinade.frames.restore.new_generator", "marinade.frames.restore.set_frame_state",
     "marinade.frames.restore.finished_generator", "marinade._rebuild_portable.code",
     "marinade._rebuild_portable.function", "marinade._rebuild_portable.set_class_state",
+    "marinade._rebuild_portable.type_param", "marinade._rebuild_portable.type_alias",
 })
 
 # The standard-library callables marinade's reducers put in payloads with
@@ -64,6 +70,20 @@ CODE_TOOLKIT = frozenset({
     "types.MethodType", "types.SimpleNamespace", "marshal.loads", "sys.version_info",
     "functools.partial", "functools.lru_cache", "functools.singledispatch",
     "functools.cached_property",
+    # What classes shipped by value are made of: standard-library class
+    # machinery that runs no command and evaluates no text.
+    "builtins.len", "builtins.map", "builtins.zip", "abc.ABC", "abc.ABCMeta",
+    "collections._tuplegetter", "_thread.get_ident", "dataclasses.Field",
+    "dataclasses.FrozenInstanceError", "dataclasses._DataclassParams", "dataclasses._replace",
+    "dataclasses.KW_ONLY", "dataclasses._KW_ONLY_TYPE", "dataclasses.MISSING",
+    "dataclasses._MISSING_TYPE", "dataclasses._HAS_DEFAULT_FACTORY_CLASS",
+    "enum.Enum", "enum.IntEnum", "enum.StrEnum", "enum.Flag", "enum.IntFlag",
+    "enum.ReprEnum", "enum.EnumType", "enum.EnumMeta", "enum.FlagBoundary",
+    "enum.Enum.__format__", "enum.Enum.__repr__", "enum.Enum.__str__",
+    "enum.Enum._generate_next_value_", "enum.Flag.__and__", "enum.Flag.__invert__",
+    "enum.Flag.__or__", "enum.Flag.__xor__", "enum.Flag._generate_next_value_",
+    "typing.Generic", "typing.Protocol", "typing.NamedTuple", "typing.TypeVar",
+    "typing.ParamSpec", "typing.TypeVarTuple",
 })
 
 _NEVER_IMPORT = frozenset({"antigravity", "this", "idlelib", "turtledemo", "turtle",
@@ -206,7 +226,7 @@ def check(scanner: _scan.Scanner, policy: Policy) -> None:
         raise _refuse(finding.message, finding.offset)
 
 
-class _Unpickler(pickle.Unpickler):
+class _Unpickler(Tracking, pickle.Unpickler):
     """Checks ``find_class`` against the policy again: the scan and the C
     unpickler must agree on every global, or the load fails."""
 
@@ -214,14 +234,13 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(file, buffers=buffers)
         self._policy = policy
 
-    def find_class(self, module: str, name: str):
+    def check_global(self, module: str, name: str) -> None:
         mapped = _compat_pickle.NAME_MAPPING.get((module, name))
         if mapped is None:
             mapped = (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
         if not (self._policy.allows_global(module, name)
                 or self._policy.allows_global(*mapped)):
             raise _refuse(f"global {module}.{name} is not in the allow-list", None)
-        return super().find_class(module, name)
 
     def persistent_load(self, pid):
         raise _refuse("persistent ids are not accepted", None)
@@ -251,16 +270,14 @@ def _scan_checked(source: _scan.Source, policy: Policy, base: int) -> _scan.Scan
 def _load(data: bytes, policy: Policy, buffers, base: int):
     from .signing import BytesReader
 
-    file = BytesReader(data)  # decoded exactly as the check decoded it
+    unpickler = _Unpickler(BytesReader(data), policy, buffers)  # decoded as checked
     try:
-        return _Unpickler(file, policy, buffers).load()
+        return unpickler.load()
     except Exception as exc:  # noqa: BLE001 - one library error, the cause kept
-        from .signing import wrap_failure
-
-        if isinstance(exc, RestrictedError) and exc.offset is None:
-            exc.offset = base + file.tell()
+        error = failure(exc, data, unpickler, base)
+        if error is exc:
             raise
-        raise wrap_failure(exc, file, base) from exc
+        raise error from exc
 
 
 def loads_checked(data, *, buffers=None, allow=None, signed: bool, base: int = 0):

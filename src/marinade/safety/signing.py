@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import pickle
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .._errors import SignatureError, UnpicklingError
+from .._errors import SignatureError
 
 MAGIC = b"\x00MRNSIG"
 VERSION = 1
@@ -286,29 +285,6 @@ class BytesReader:
         return self.pos
 
 
-def wrap_failure(exc: BaseException, data, base: int = 0) -> UnpicklingError:
-    """One library error for whatever a load of ``data`` raised.
-
-    CPython's unpickler raises many types on malformed input (EOFError,
-    KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError,
-    struct.error, OverflowError, MemoryError, RecursionError...). The offset
-    is where the unpickler stood when it failed (``base`` plus the position
-    in the payload); the original error is the ``__cause__``.
-    """
-    if isinstance(exc, UnpicklingError) and exc.offset is not None:
-        return exc
-    offset = None
-    if isinstance(data, (io.BytesIO, BytesReader)):
-        offset = base + data.tell()  # where the unpickler last synchronised its reads
-    message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, pickle.UnpicklingError) \
-        else str(exc)
-    if offset is not None:
-        message += f" (after byte {offset})"
-    error = UnpicklingError(f"cannot load payload: {message}", offset=offset)
-    error.__cause__ = exc
-    return error
-
-
 def load_payload(payload, buffers, allow, signed: bool, base: int):
     """Unpickle verified (or, restricted, checked) payload bytes, errors wrapped."""
     if allow is not None:
@@ -316,11 +292,16 @@ def load_payload(payload, buffers, allow, signed: bool, base: int):
 
         return restricted.loads_checked(payload, buffers=buffers, allow=allow, signed=signed,
                                         base=base)
-    file = BytesReader(payload)
+    from ._locate import TrackingUnpickler, failure
+
+    unpickler = TrackingUnpickler(BytesReader(payload), buffers=buffers)
     try:
-        return pickle.Unpickler(file, buffers=buffers).load()
+        return unpickler.load()
     except Exception as exc:  # noqa: BLE001 - one error type, the cause kept
-        raise wrap_failure(exc, file, base) from exc
+        error = failure(exc, payload, unpickler, base)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def dumps(obj, protocol, buffer_callback, standalone, key, key_id, portable=False) -> bytes:

@@ -45,19 +45,7 @@ def load_code(data, tag):
     code = _code_cache.get(data)
     if code is not None and tag == _HERE:
         return code
-    if tag != _HERE:
-        raise _version_error(tag)
-    import marshal
-
-    code = marshal.loads(data)
-    if type(code) is not types.CodeType:
-        import pickle
-
-        raise pickle.UnpicklingError(f"expected marshalled code, got {type(code).__name__}")
-    if len(_code_cache) >= _CODE_CACHE_SIZE:
-        _code_cache.clear()
-    _code_cache[data] = code
-    return code
+    return _unmarshal(_code_cache, data, tag, _is_code, "marshalled code")
 
 
 _table_cache: dict = {}
@@ -73,19 +61,33 @@ def load_code_table(data, tag):
     codes = _table_cache.get(data)
     if codes is not None and tag == _HERE:
         return codes
+    return _unmarshal(_table_cache, data, tag, _is_code_tuple,
+                      "a marshalled tuple of code objects")
+
+
+def _is_code(value):
+    return type(value) is types.CodeType
+
+
+def _is_code_tuple(value):
+    return type(value) is tuple and {types.CodeType}.issuperset(map(type, value))
+
+
+def _unmarshal(cache, data, tag, valid, expected):
+    """``marshal.loads(data)`` once the version is checked, validated and cached."""
     if tag != _HERE:
         raise _version_error(tag)
     import marshal
 
-    codes = marshal.loads(data)
-    if type(codes) is not tuple or not {types.CodeType}.issuperset(map(type, codes)):
+    value = marshal.loads(data)
+    if not valid(value):
         import pickle
 
-        raise pickle.UnpicklingError("expected a marshalled tuple of code objects")
-    if len(_table_cache) >= _CODE_CACHE_SIZE:
-        _table_cache.clear()
-    _table_cache[data] = codes
-    return codes
+        raise pickle.UnpicklingError(f"expected {expected}, got {type(value).__name__}")
+    if len(cache) >= _CODE_CACHE_SIZE:
+        cache.clear()
+    cache[data] = value
+    return value
 
 
 def function(data, tag, globals, closure=None):

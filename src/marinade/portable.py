@@ -45,6 +45,7 @@ from . import _compat, _rebuild, _rebuild_portable, _registry
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
 from .reduce import stdlib
+from .reduce.classes import claim_key
 from .reduce.function import reduce_function
 
 _FunctionType = types.FunctionType
@@ -672,14 +673,7 @@ def portable_class_key(cls: type) -> str:
     with reg.lock:
         known = _portable_keys.get(cls)
         if known is None:
-            known, number = base_key, 1
-            while (live := reg.classes.get(known)) is not None and live is not cls:
-                number += 1
-                known = f"{base_key}~{number}"
-            # A payload loaded in this process gives back the live class.
-            reg.classes[known] = cls
-            reg.by_value.add(cls)
-            _portable_keys[cls] = known
+            known = _portable_keys[cls] = claim_key(base_key, cls)
     return known
 
 

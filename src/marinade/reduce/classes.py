@@ -236,6 +236,25 @@ def _type_ident(kind: type) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def claim_key(base_key: str, obj, *, by_value: bool = True) -> str:
+    """Register ``obj``, sent from this process, under ``base_key`` and return the key.
+
+    A look-alike live object (a factory making identical definitions) may
+    already hold ``base_key``: then the first free ``base_key~N``. A payload
+    loaded where it was made gives ``obj`` itself back. Call with
+    ``_registry.lock`` held.
+    """
+    reg = _registry
+    known, number = base_key, 1
+    while (live := reg.classes.get(known)) is not None and live is not obj:
+        number += 1
+        known = f"{base_key}~{number}"
+    reg.classes[known] = obj
+    if by_value:
+        reg.by_value.add(obj)
+    return known
+
+
 def class_key(cls: type) -> str:
     """Deterministic identity of a class definition (cached per class).
 
@@ -279,12 +298,7 @@ def class_key(cls: type) -> str:
         with reg.lock:
             known = getattr(reg, "keys", {}).get(cls)
             if known is None:
-                known, number = base_key, 1
-                while (live := reg.classes.get(known)) is not None and live is not cls:
-                    number += 1
-                    known = f"{base_key}~{number}"
-                reg.classes[known] = cls
-                reg.by_value.add(cls)
+                known = claim_key(base_key, cls)
                 if hasattr(reg, "keys"):
                     reg.keys[cls] = known
     _keys[cls] = known

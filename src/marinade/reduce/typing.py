@@ -28,7 +28,7 @@ from weakref import WeakKeyDictionary
 from .. import _registry
 from .._lookup import is_dynamic_module, lookup_by_reference, module_is_by_value
 from .._rebuild import shared_object
-from .classes import class_key, reduce_class
+from .classes import claim_key, class_key, reduce_class
 
 
 def _importable_by_name(obj) -> bool:
@@ -104,11 +104,7 @@ def identity_key(obj) -> str:
         with reg.lock:
             known = None if keys is None else keys.get(obj)
             if known is None:
-                known, number = base_key, 1
-                while (live := reg.classes.get(known)) is not None and live is not obj:
-                    number += 1
-                    known = f"{base_key}~{number}"
-                reg.classes[known] = obj
+                known = claim_key(base_key, obj, by_value=False)
                 if keys is not None:
                     keys[obj] = known
     _keys[obj] = known

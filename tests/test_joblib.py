@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from test_wrap import WORKER_STATE, hidden_marinade_path
+from test_wrap import FRAMEWORK_OBJECTS, WORKER_STATE, hidden_marinade_path, indented
 
 from helpers import run_script
 
@@ -35,27 +35,7 @@ if __name__ == "__main__":
     os.environ["MARINADE_HIDDEN"] = "1"  # the workers started from here on cannot import it
 ''' + "\n".join("    " + line for line in WORKER_STATE.splitlines()) + r'''
 
-    base = 100
-
-    class Point:
-        def __init__(self, x, y):
-            self.x, self.y = x, y
-
-        def moved(self, dx: int) -> Point:
-            return Point(self.x + dx, self.y)
-
-    def make_local():
-        class Local:
-            def hello(self):
-                return "hello"
-        return Local
-
-    @functools.lru_cache(maxsize=None)
-    def fib(n):
-        return n if n < 2 else fib(n - 1) + fib(n - 2)
-
-    def hints(f):
-        return sorted((k, str(v)) for k, v in typing.get_type_hints(f).items())
+''' + indented(FRAMEWORK_OBJECTS) + r'''
 
     out = {"parent": os.getpid()}
     with Parallel(n_jobs=2, backend="loky") as run:

@@ -260,6 +260,39 @@ def hidden_marinade_path(tmp_path) -> str:
 
 
 #: Source of ``worker_state()`` for the scripts: what a worker knows of marinade.
+# What the framework tests (joblib, Ray, Spark) ship to their workers: a
+# global a closure reads, a __main__ class with string annotations, a local
+# class (cloudpickle loses its __qualname__), an lru_cache'd function.
+FRAMEWORK_OBJECTS = """
+base = 100
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def moved(self, dx: int) -> Point:
+        return Point(self.x + dx, self.y)
+
+def make_local():
+    class Local:
+        def hello(self):
+            return "hello"
+    return Local
+
+@functools.lru_cache(maxsize=None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+def hints(f):
+    return sorted((k, str(v)) for k, v in typing.get_type_hints(f).items())
+"""
+
+
+def indented(text: str) -> str:
+    """``text`` indented one level, to sit in a producer's ``if __name__`` block."""
+    return "\n".join("    " + line if line else "" for line in text.splitlines())
+
+
 WORKER_STATE = '''
 def worker_state():
     import os, sys

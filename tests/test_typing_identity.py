@@ -18,6 +18,7 @@ import pytest
 
 import marinade
 from marinade import _compat
+from test_standalone import NO_MARINADE
 
 from helpers import run_roundtrip, run_script
 
@@ -137,14 +138,6 @@ def test_identity_across_payloads_and_producer_processes(tmp_path):
     assert proc.stdout.splitlines() == EXPECTED
 
 
-NO_MARINADE = """
-try:
-    import marinade
-except ImportError:
-    pass
-else:
-    raise SystemExit("marinade is importable in the consumer: the test proves nothing")
-"""
 
 
 def test_identity_in_standalone_payloads_without_marinade(tmp_path):

@@ -142,7 +142,8 @@ def _ident(value, out: list) -> None:
         out.append(f"<{kind.__module__}.{kind.__qualname__}>")
 
 
-def _variance_kwargs(var) -> dict:
+def _bounded_kwargs(var) -> dict:
+    """Keyword arguments that TypeVar and ParamSpec take alike: variance, bound, default."""
     kwargs = {}
     if getattr(var, "__infer_variance__", False):  # 3.12+
         kwargs["infer_variance"] = True
@@ -150,27 +151,23 @@ def _variance_kwargs(var) -> dict:
         kwargs["covariant"] = True
     if var.__contravariant__:
         kwargs["contravariant"] = True
+    if var.__bound__ is not None:
+        kwargs["bound"] = var.__bound__
+    kwargs.update(_default_kwargs(var))
     return kwargs
 
 
 def reduce_type_var(pickler, var):
     if _importable_by_name(var):
         return NotImplemented
-    kwargs = _variance_kwargs(var)
-    if var.__bound__ is not None:
-        kwargs["bound"] = var.__bound__
-    kwargs.update(_default_kwargs(var))
-    return _rebuilt(var, typing.TypeVar, (var.__name__, *var.__constraints__), kwargs)
+    return _rebuilt(var, typing.TypeVar, (var.__name__, *var.__constraints__),
+                    _bounded_kwargs(var))
 
 
 def reduce_param_spec(pickler, var):
     if _importable_by_name(var):
         return NotImplemented
-    kwargs = _variance_kwargs(var)
-    if var.__bound__ is not None:
-        kwargs["bound"] = var.__bound__
-    kwargs.update(_default_kwargs(var))
-    return _rebuilt(var, typing.ParamSpec, (var.__name__,), kwargs)
+    return _rebuilt(var, typing.ParamSpec, (var.__name__,), _bounded_kwargs(var))
 
 
 def reduce_type_var_tuple(pickler, var):

@@ -278,6 +278,18 @@ def locate(data: bytes, *, resolved: int, resolving: bool, memo: int,
     return replay.found, True, malformed
 
 
+def load_or_explain(unpickler, data, base: int = 0):
+    """``unpickler.load()``; what it raises comes out as ``failure(...)`` says,
+    the original error kept as the cause."""
+    try:
+        return unpickler.load()
+    except Exception as exc:  # noqa: BLE001 - one library error, the cause kept
+        error = failure(exc, data, unpickler, base)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 def failure(exc: BaseException, data, unpickler, base: int = 0) -> UnpicklingError:
     """One library error for whatever loading ``data`` with ``unpickler`` raised,
     with the offset of the failing opcode (``base`` + its position in ``data``)

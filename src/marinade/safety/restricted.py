@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from .._errors import RestrictedError, UnpicklingError
 from . import _rules, _scan
-from ._locate import Tracking, failure
+from ._locate import Tracking, load_or_explain
 
 # Plain data: containers, numbers, dates, and the copyreg helpers plain
 # pickle uses to rebuild instances of allowed classes.
@@ -271,13 +271,7 @@ def _load(data: bytes, policy: Policy, buffers, base: int):
     from .signing import BytesReader
 
     unpickler = _Unpickler(BytesReader(data), policy, buffers)  # decoded as checked
-    try:
-        return unpickler.load()
-    except Exception as exc:  # noqa: BLE001 - one library error, the cause kept
-        error = failure(exc, data, unpickler, base)
-        if error is exc:
-            raise
-        raise error from exc
+    return load_or_explain(unpickler, data, base)
 
 
 def loads_checked(data, *, buffers=None, allow=None, signed: bool, base: int = 0):

@@ -292,16 +292,10 @@ def load_payload(payload, buffers, allow, signed: bool, base: int):
 
         return restricted.loads_checked(payload, buffers=buffers, allow=allow, signed=signed,
                                         base=base)
-    from ._locate import TrackingUnpickler, failure
+    from ._locate import TrackingUnpickler, load_or_explain
 
     unpickler = TrackingUnpickler(BytesReader(payload), buffers=buffers)
-    try:
-        return unpickler.load()
-    except Exception as exc:  # noqa: BLE001 - one error type, the cause kept
-        error = failure(exc, payload, unpickler, base)
-        if error is exc:
-            raise
-        raise error from exc
+    return load_or_explain(unpickler, payload, base)
 
 
 def dumps(obj, protocol, buffer_callback, standalone, key, key_id, portable=False) -> bytes:

@@ -29,8 +29,16 @@ print(o["Square"](3).describe(), o["square"].describe(), type(o["square"]) is o[
 print(o["Color"](1) is o["red"], o["point"])
 if "gen" in o:
     print(list(o["gen"]))
+if hasattr(o["Square"], "grow"):  # generation 3 on
+    print(o["Square"](3).grow().area(), type(o["square"].grow()) is o["Square"])
 """
 EXPECTED = ["6 12 13", "square Square:4x9 square Square:4x6 True", "True Point(x=1, y=0)"]
+
+
+def _generation(path: Path) -> int:
+    """``default-3.pkl`` -> 3 (``default.pkl`` is generation 1)."""
+    stem = path.stem
+    return int(stem.rsplit("-", 1)[1]) if "-" in stem else 1
 
 
 def _payloads(mode):
@@ -56,6 +64,8 @@ def test_golden_payloads_of_this_version_load(tmp_path, mode, path):
         proc = run_script(tmp_path, CHECK, args=[str(path)], name="check.py")
     assert proc.returncode == 0, proc.stderr
     expected = EXPECTED + (["[3, 2, 1]"] if mode == "default" else [])
+    if _generation(path) >= 3:
+        expected.append("16 True")
     assert proc.stdout.split("\n")[:len(expected)] == expected
 
 

@@ -27,6 +27,7 @@ from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
 from .reduce.function import reduce_cell, reduce_function
+from .reduce.methods import MethodBatch, reduce_method_batch
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -59,6 +60,12 @@ def _reduce_call(pickler, call):
     return call.as_reduce()
 
 
+def _reduce_plain_type(pickler, cls):
+    # Classes whose metaclass is ``type``: a table entry spares the lookup
+    # miss (a KeyError) that other classes take in ``_fast_override``.
+    return pickler._reduce_type(cls)
+
+
 _TYPES_ALIASES = {
     value: name
     for name, value in vars(types).items()
@@ -71,6 +78,8 @@ _BASE_REDUCERS = {
     types.CodeType: _reduce_code,
     types.CellType: reduce_cell,
     Call: _reduce_call,
+    type: _reduce_plain_type,
+    MethodBatch: reduce_method_batch,
     **stdlib.reducers(),
     **typing_reducers.reducers(),
     **_frame_reducers(),
@@ -174,6 +183,7 @@ class _DispatchTable:
 
     def __set__(self, obj, value):
         _C_DISPATCH_TABLE.__set__(obj, value)
+        obj.__dict__["_dispatch_table_set"] = True
 
     def __delete__(self, obj):
         _C_DISPATCH_TABLE.__delete__(obj)
@@ -209,7 +219,7 @@ class Pickler(pickle.Pickler):
                 if any(t in user_table for t in table):
                     table = {t: r for t, r in table.items() if t not in user_table}
         self._reducers = table
-        self._seen_dispatch_table = getattr(self, "dispatch_table", None)
+        self._seen_dispatch_table = _user_dispatch_table(self)
         self._standalone_state = _standalone.StandaloneState() if standalone else None
         self._portable_state = _portable_state(standalone) if portable else None
         _reset_state(self)
@@ -238,7 +248,7 @@ class Pickler(pickle.Pickler):
         # closure (or standalone's) without a pickler -> method -> pickler
         # cycle outliving the dump (it would keep the memo, and so every
         # pickled object, alive until the next garbage collection).
-        user_table = getattr(self, "dispatch_table", None)
+        user_table = _user_dispatch_table(self)
         if user_table is not self._seen_dispatch_table:
             # Assigned after __init__ (as pickle's docs show): its entries win.
             self._seen_dispatch_table = user_table
@@ -278,11 +288,24 @@ class Pickler(pickle.Pickler):
     def clear_memo(self) -> None:
         """Forget what was pickled so far, marinade's per-dump plans included."""
         super().clear_memo()
-        if self._globals_by_id or self._cells_seen or self._deferred_cells or self._code_slots:
+        if self._globals_by_id or self._cells_seen or self._deferred_cells or self._code_slots \
+                or self._loose or self._batched:
             _reset_state(self)  # (pools reuse one pickler per thread: skip when clean)
 
 
 _BASE_OVERRIDE = Pickler.reducer_override
+
+
+def _user_dispatch_table(pickler: Pickler):
+    """``pickler.dispatch_table``, or None.
+
+    A plain Pickler has none unless one was set on it or registered on the
+    class: then the lookup (a failing one, an exception) is skipped.
+    """
+    if type(pickler) is Pickler and not _class_dispatch_table.maps[0] \
+            and "_dispatch_table_set" not in pickler.__dict__:
+        return None
+    return getattr(pickler, "dispatch_table", None)
 
 
 def _portable_state(standalone: bool):
@@ -304,6 +327,10 @@ def _reset_state(pickler) -> None:
     # id(code) -> (code, load-time expression) for methods whose class ships
     # their code in one table (reduce/classes.py).
     pickler._code_slots = {}
+    # Methods made by a class's method batch: id -> (attrs expression, name);
+    # functions with a dot in their qualname pickled on their own (methods.py).
+    pickler._batched = {}
+    pickler._loose = set()
 
 
 class _FunctionState:
@@ -313,9 +340,10 @@ class _FunctionState:
     """
 
     _code_slots: dict = {}  # never filled: no class is reduced on this path
+    _batched: dict = {}
 
     def __getattr__(self, name):
-        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells"):
+        if name not in ("_globals_by_id", "_cells_seen", "_deferred_cells", "_loose"):
             raise AttributeError(name)
         _reset_state(self)
         return getattr(self, name)

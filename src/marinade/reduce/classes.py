@@ -34,6 +34,7 @@ from .._lookup import lookup_by_reference
 from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
 from ._expr import Call, stable
 from .code import _stable_filename, code_table, globals_used
+from .methods import MethodBatch
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
 _FunctionType = types.FunctionType
@@ -165,13 +166,47 @@ class CodeTable:
     ``marshal.loads`` per class instead of one Python-level call per method.
     """
 
-    __slots__ = ("codes", "data", "call", "items", "__weakref__")
+    __slots__ = ("codes", "data", "call", "_items", "_index", "_names", "__weakref__")
 
     def __init__(self, codes: tuple, data: bytes):
         self.codes = codes
         self.data = data
         self.call = Call(load_code_table, (data, _compat.CODE_TAG))
-        self.items = [Call(operator.getitem, (self.call, i)) for i in range(len(codes))]
+        self._items = None
+        self._index = None
+        self._names = None
+
+    def item(self, position: int) -> Call:
+        """The load-time expression of the code at ``position``."""
+        items = self._items
+        if items is None:
+            items = self._items = [Call(operator.getitem, (self.call, i))
+                                   for i in range(len(self.codes))]
+        return items[position]
+
+    def names(self) -> frozenset[str]:
+        """Every name the codes (and code nested in them) use: a superset of
+        the globals they read, for a quick "none of these is a global"."""
+        names = self._names
+        if names is None:
+            found: set[str] = set()
+            stack = list(self.codes)
+            code_type = types.CodeType
+            while stack:
+                code = stack.pop()
+                found.update(code.co_names)
+                consts = code.co_consts
+                if code_type in set(map(type, consts)):  # (rare: scanned in C first)
+                    stack.extend(c for c in consts if type(c) is code_type)
+            names = self._names = frozenset(found)
+        return names
+
+    def index(self) -> dict[int, int]:
+        """``id(code)`` -> position in the table."""
+        index = self._index
+        if index is None:
+            index = self._index = {id(code): i for i, code in enumerate(self.codes)}
+        return index
 
     def key_bytes(self) -> bytes:
         """The blob without its file names: the same script run from two
@@ -277,14 +312,33 @@ def class_key(cls: type) -> str:
         if table is not None:
             tabled = frozenset(map(id, table.codes))
             parts.append(table.key_bytes())
+        # Plain methods (code in the table, no closure, constant defaults, one
+        # globals dict) in one go: their defaults as one repr, the globals
+        # their code may read once for all.
+        plain_defaults: list = []
+        fglobals = None
         for name, value in cls.__dict__.items():
             if name in _NOT_IN_KEY or (name == "__annotations__" and not value):
                 continue
             parts.append(name)
             if type(value) is _FunctionType:
+                if id(value.__code__) in tabled and value.__closure__ is None \
+                        and value.__kwdefaults__ is None \
+                        and (fglobals is None or value.__globals__ is fglobals):
+                    defaults = value.__defaults__
+                    if defaults is None or _ATOMS.issuperset(map(type, defaults)):
+                        fglobals = value.__globals__
+                        plain_defaults.append(defaults)
+                        continue
                 _function_fingerprint(value, parts, tabled)
             else:
                 _fingerprint(value, parts, tabled)
+        if plain_defaults:
+            parts.append(repr(plain_defaults))
+            for name in sorted(fglobals.keys() & table.names()):
+                contents = fglobals[name]
+                if type(contents) in _ATOMS:
+                    parts.append(f"{name}={contents!r}")
         # Text and bytes (code) parts hashed as two joined streams: a few
         # hundred small parts per class, two encodes instead of one each.
         texts = "\0".join([part for part in parts if type(part) is str])
@@ -315,6 +369,11 @@ def _slot_names(cls: type) -> set[str]:
             name = f"_{cls.__name__.lstrip('_')}{name}"  # private name mangling
         names.add(name)
     return names
+
+
+# Fewer plain methods than this are pickled one by one: measured on 3.11, a
+# batch costs about as much as four methods (benchmarks/bench_core.py class).
+_MIN_BATCH = 4
 
 
 def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
@@ -348,9 +407,18 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
         if boundary is not None:
             kwds = {"boundary": boundary}
 
+    table = class_code_table(cls)
+    batch = None
+    if table is not None and pickler._portable_state is None:
+        batch = MethodBatch(table)
+        offer = batch.offer
     attrs = {}
+    order = []
     for name, value in clsdict.items():
         if name in skip or name in slots:
+            continue
+        order.append(name)
+        if batch is not None and type(value) is _FunctionType and offer(name, value):
             continue
         attrs[name] = stable(value)
     if "__annotations__" in attrs:
@@ -374,17 +442,24 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     if bases is None:
         bases = cls.__bases__
     key = class_key(cls)
-    table = class_code_table(cls)
-    if table is not None and pickler._portable_state is None:
-        # The methods, pickled with the state below, take their code from
-        # the table (see reduce_function).
+    state_attrs = attrs
+    if batch is not None:
+        # The methods not batched, pickled with the state below, take their
+        # code from the table (see reduce_function).
+        taken = set(batch.positions) if len(batch.names) >= _MIN_BATCH else ()
         code_slots = pickler._code_slots
-        for code, item in zip(table.codes, table.items):
-            code_slots[id(code)] = (code, item)
+        for position, code in enumerate(table.codes):
+            if position not in taken:
+                code_slots[id(code)] = (code, table, position)
+        if len(batch.names) >= _MIN_BATCH:
+            state_attrs = batch.state(order, attrs)
+        elif batch.names:  # too few to pay for the batch's own bytes and calls
+            attrs = {name: attrs[name] if name in attrs else clsdict[name] for name in order}
+            state_attrs = attrs
     args = (type(cls), cls.__name__, bases, namespace, key)
     if kwds:
         args += (kwds,)
-    return rebuild_class, args, (attrs, extras or None), None, None, set_class_state
+    return rebuild_class, args, (state_attrs, extras or None), None, None, set_class_state
 
 
 def _enum_namespace(cls):

@@ -13,6 +13,7 @@ after load, as they did before: a ``global`` write in one is seen by the others.
 from __future__ import annotations
 
 import builtins
+import operator
 import types
 
 from .. import _compat
@@ -21,6 +22,7 @@ from ._expr import Call, sequence, stable
 from .code import _info_cache, code_info, globals_used
 
 _dict_update = dict.update
+_getitem = operator.getitem
 # Bound once: read for every function pickled.
 _CODE_TAG = _compat.CODE_TAG
 _PY_3_12_PLUS = _compat.PY_3_12_PLUS
@@ -64,6 +66,11 @@ def _shared_globals(pickler, fglobals: dict) -> _Globals:
 
 
 def reduce_function(pickler, func: types.FunctionType):
+    batched = pickler._batched
+    if batched:
+        hit = batched.get(id(func))
+        if hit is not None:  # made by its class's method batch (methods.py)
+            return _getitem, hit
     code = func.__code__
     fglobals = func.__globals__
     effects = []
@@ -79,7 +86,7 @@ def reduce_function(pickler, func: types.FunctionType):
             # A method whose class ships its code in one table (reduce_class).
             # (Code already pickled on its own, found above, is shipped as
             # such: correct either way, and the closure path stays lean.)
-            data = slot[1]
+            data = slot[1].item(slot[2])
             names = globals_used(code, fglobals)
         else:
             slot = None
@@ -139,6 +146,10 @@ def reduce_function(pickler, func: types.FunctionType):
     if fdict:
         attrs.update(fdict)  # __wrapped__, user attributes, ...
 
+    if closure is None and "." in func.__qualname__:
+        # Maybe a method, pickled before its class: its class's method batch
+        # must leave it out, or the load would make two (methods.py).
+        pickler._loose.add(id(func))
     if slot is not None:
         return _reduce_tabled(pickler, fglobals, shared, data, closure, effects, attrs)
     if closure is None and not names and type(module) is str and module_name == module:

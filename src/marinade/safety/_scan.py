@@ -2070,6 +2070,40 @@ def _h_reduce(self: Scanner, func, args, pos):
     return acc
 
 
+def _h_map(self: Scanner, func, args, pos):
+    """``map(f, *iterables)``: calls ``f`` with the items in step, as a class's
+    method batch does (``map(types.FunctionType, codes, (globals, ...))``)."""
+    if len(args) < 2:
+        return Obj("map(...)")
+    columns = [items_of(arg) for arg in args[1:]]
+    if any(column is None for column in columns):
+        # Items inspection cannot read: judge the callable on its own.
+        self._call(args[0], [ELIDED] * len(columns), None, pos)
+        return Obj("a map iterator")
+    results = [self._call(args[0], list(step), None, pos) for step in zip(*columns)]
+    return self._seq("map", results, pos)
+
+
+def _h_zip(self: Scanner, func, args, pos):
+    columns = [items_of(arg) for arg in args]
+    if not columns or any(column is None for column in columns):
+        return Obj("a zip iterator")
+    length = min(map(len, columns))
+    pairs = [self._seq("tuple", [column[k] for column in columns], pos) for k in range(length)]
+    return self._seq("zip", pairs, pos)
+
+
+def _h_fromkeys(self: Scanner, func, args, pos):
+    keys = items_of(args[0]) if args else None
+    result = Map()
+    result.start = pos
+    if keys is None:
+        return Obj("dict.fromkeys(...)")
+    self._set_items(result, [item for key in keys for item in (key, args[1] if len(args) > 1
+                                                                 else None)])
+    return result
+
+
 def _h_setattr(self: Scanner, func, args, pos):
     if len(args) >= 3:
         self._set_attr(args[0], text_of(args[1]), args[2], pos)
@@ -2311,7 +2345,22 @@ def _h_nested(self: Scanner, func, args, pos):
 
 def _h_dict_update(self: Scanner, func, args, pos):
     if len(args) >= 2 and type(args[0]) is Map:
-        self._merge(args[0], args[1])
+        other = args[1]
+        if type(other) is Seq:  # key/value pairs (zip(names, map(...)) of a method batch)
+            pairs = items_of(other)
+            if pairs is None:
+                self._drop(args[0])
+                return None
+            items = []
+            for pair in pairs:
+                kv = items_of(pair)
+                if kv is None or len(kv) != 2:
+                    self._drop(args[0])
+                    return None
+                items += kv
+            other = Map()
+            self._set_items(other, items)
+        self._merge(args[0], other)
     return None
 
 
@@ -2388,6 +2437,9 @@ _HANDLERS = {
     "builtins.setattr": _h_setattr,
     "dill._dill._setattr": _h_setattr,
     "builtins.dict.update": _h_dict_update,
+    "builtins.dict.fromkeys": _h_fromkeys,
+    "builtins.map": _h_map,
+    "builtins.zip": _h_zip,
     "builtins.vars": _h_vars,
     "codecs.encode": _h_codecs_encode,
     "builtins.bytes": _h_bytes,

@@ -64,6 +64,7 @@ RECONSTRUCTORS = frozenset({
 CODE_TOOLKIT = frozenset({
     "builtins.getattr", "builtins.setattr", "builtins.type", "builtins.staticmethod",
     "builtins.classmethod", "builtins.property", "builtins.dict.update",
+    "builtins.dict.fromkeys",
     "builtins.str.format", "importlib.import_module", "operator.getitem",
     "operator.methodcaller", "operator.call", "types.FunctionType", "types.LambdaType",
     "types.CellType", "types.CodeType", "types.ModuleType", "types.MappingProxyType",
@@ -165,7 +166,8 @@ def _refuse(message: str, offset: int | None) -> RestrictedError:
 # ``bytearray(10**12)``) they only serve to exhaust memory.
 _SIZED = frozenset({"builtins.bytes", "builtins.bytearray", "builtins.list", "builtins.tuple",
                     "builtins.set", "builtins.frozenset", "builtins.dict",
-                    "collections.deque", "collections.OrderedDict", "collections.Counter"})
+                    "collections.deque", "collections.OrderedDict", "collections.Counter",
+                    "builtins.dict.fromkeys"})
 
 
 def _check_call(name: str, args: list, offset: int) -> None:

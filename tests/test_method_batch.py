@@ -1,0 +1,189 @@
+"""A class's plain methods travel as one batch (reduce/methods.py).
+
+The batch changes how methods are made at load time, so these tests check
+what users could notice: behaviour, identity of methods referenced from
+elsewhere in the payload (before and after the class), attribute order,
+shared globals, and that inspection still sees every method.
+"""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import textwrap
+
+import marinade
+
+from helpers import LOAD, run_roundtrip, run_script
+
+# Seven plain methods (batched), with what must stay out of the batch among
+# them: a property, a static method, super(), annotations, an attribute, a
+# non-constant default, an alias. Class attributes before, between and after.
+CLASS_SOURCE = """
+import math, os
+from os.path import join
+
+COUNTER = 0
+LIMIT = 10
+
+class Shape:
+    \"\"\"A shape.\"\"\"
+    sides = 4
+    def __init__(self, size):
+        self.size = size
+    def area(self):
+        return self.size * self.size
+    def scaled(self, k=2, bias=0.5):
+        return self.size * k + bias
+    def diagonal(self):
+        return math.sqrt(2) * self.size
+    def path(self):
+        return join("shapes", str(self.size))
+    def bump(self):
+        global COUNTER
+        COUNTER += 1
+        return COUNTER
+    def seen(self):
+        return COUNTER, LIMIT
+    tag = "square"
+    @property
+    def double(self):
+        return 2 * self.size
+    @staticmethod
+    def unit():
+        return Shape(1)
+    def __repr__(self):
+        return f"Shape({self.size})" + super().__repr__()[:0]
+    def typed(self, x: int) -> int:
+        return x + self.size
+    def marked(self):
+        return "marked"
+    marked.flag = True
+    def listed(self, into=[]):
+        into.append(self.size)
+        return into
+    twice = area
+    def last(self):
+        return "last"
+
+HANDLERS = {"area": Shape.area}
+def use_handler(shape):
+    return HANDLERS["area"](shape)
+"""
+
+CHECKS = """
+import json
+def check(cls, extra=()):
+    s = cls(3)
+    d = vars(cls)
+    return {
+        "behaviour": [s.area(), s.scaled(), s.scaled(3, 0), round(s.diagonal(), 3),
+                      s.path(), s.double, cls.unit().size, repr(s), s.typed(1),
+                      s.marked(), cls.marked.flag, s.listed(), s.twice(), s.last(),
+                      cls.__doc__, cls.sides, cls.tag],
+        "names": [cls.area.__name__, cls.area.__qualname__, cls.area.__module__,
+                  cls.scaled.__defaults__, cls.typed.__annotations__ == {"x": int, "return": int}],
+        "alias": d["twice"] is d["area"],
+        "order": [k for k in d if k not in ("__dict__", "__weakref__", "__module__")],
+        "extra": [x is d.get(getattr(x, "__name__", None)) for x in extra],
+    }
+"""
+
+
+def _produce(obj_expr: str, *, standalone: bool = False) -> str:
+    mode = ", standalone=True" if standalone else ""
+    return CLASS_SOURCE + textwrap.dedent(f"""
+        import os as _os, marinade as _marinade
+        obj = {obj_expr}
+        open(_os.environ["MARINADE_PAYLOAD"], "wb").write(_marinade.dumps(obj{mode}))
+    """) + CHECKS + "print(json.dumps(check(Shape)))\n"
+
+
+def test_batched_class_behaves_and_keeps_its_attribute_order(tmp_path):
+    out = run_roundtrip(tmp_path, _produce("Shape"),
+                        LOAD + CHECKS + "print(json.dumps(check(obj)))")
+    here, there = out.splitlines()[0], out.splitlines()[-1]
+    there = json.loads(there)
+    assert there["behaviour"] == json.loads(here)["behaviour"]
+    assert there["names"] == ["area", "Shape.area", "__main__", [2, 0.5], True]
+    assert there["alias"] is True
+    # Class attribute order as the producer had it (minus what type() adds).
+    assert there["order"] == json.loads(here)["order"]
+
+
+def test_methods_referenced_before_and_after_the_class_keep_identity(tmp_path):
+    consumer = LOAD + CHECKS + textwrap.dedent("""
+        before, cls, after, alias = obj
+        result = check(cls, [before, after, alias])
+        print(json.dumps(result["extra"] + [before is after, alias is before]))
+    """)
+    out = run_roundtrip(tmp_path, _produce("[Shape.area, Shape, Shape.last, Shape.twice]"),
+                        consumer)
+    assert json.loads(out.splitlines()[-1]) == [True, True, True, False, True]
+
+
+def test_globals_of_batched_methods_are_shared_and_may_be_methods(tmp_path):
+    consumer = LOAD + textwrap.dedent("""
+        cls, use = obj
+        s = cls(5)
+        print(s.bump(), s.bump(), s.seen(), use(s), use.__globals__ is cls.bump.__globals__)
+    """)
+    out = run_roundtrip(tmp_path, _produce("[Shape, use_handler]"), consumer)
+    assert out.splitlines()[-1] == "1 2 (2, 10) 25 True"
+
+
+def test_plain_methods_are_batched_and_the_rest_is_not(tmp_path):
+    """The payload really holds one batch (the tests above would pass without one)."""
+    script = CLASS_SOURCE + textwrap.dedent("""
+        import marinade, pickletools, sys
+        data = marinade.dumps(Shape)
+        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+        print(sum(1 for name, arg in ops if arg == "map"),
+              sum(1 for name, arg in ops if arg == "LambdaType"))
+        names = {arg for name, arg in ops if isinstance(arg, str)}
+        print(sorted(n for n in ("area", "last", "typed", "marked", "listed") if n in names))
+    """)
+    proc = run_script(tmp_path, script)
+    assert proc.returncode == 0, proc.stderr
+    maps, lines = proc.stdout.splitlines()[0].split()
+    assert maps == "1"
+    assert proc.stdout.splitlines()[1] == "['area', 'last', 'listed', 'marked', 'typed']"
+
+
+def test_small_classes_pickle_methods_one_by_one():
+    ns: dict = {"__name__": "__main__"}
+    exec("class Small:\n    def a(self): return 1\n    def b(self): return 2\n", ns)
+    data = marinade.dumps(ns["Small"])
+    assert not [arg for _, arg, _ in pickletools.genops(data) if arg == "map"]
+    assert marinade.loads(data) is ns["Small"]
+
+
+def test_batched_class_loads_standalone(tmp_path):
+    from test_standalone import BASE_PYTHON, ISOLATED, NO_MARINADE
+
+    consumer = NO_MARINADE + CHECKS + "print(json.dumps(check(load())))"
+    out = run_roundtrip(tmp_path, _produce("Shape", standalone=True), consumer,
+                        consumer_python=BASE_PYTHON, consumer_flags=ISOLATED)
+    here, there = (json.loads(line) for line in (out.splitlines()[0], out.splitlines()[-1]))
+    assert there["behaviour"] == here["behaviour"] and there["order"] == here["order"]
+
+
+def test_inspection_reads_every_batched_method(tmp_path):
+    script = CLASS_SOURCE + textwrap.dedent("""
+        import marinade, sys
+        open(sys.argv[1], "wb").write(marinade.dumps(Shape))
+    """)
+    path = tmp_path / "payload"
+    proc = run_script(tmp_path, script, args=[str(path)])
+    assert proc.returncode == 0, proc.stderr
+    report = marinade.inspect(path.read_bytes())
+    assert not report.dangerous, str(report)
+    by_name = {f.name.rsplit(".", 1)[-1]: f for f in report.functions}
+    for name in ("__init__", "area", "scaled", "diagonal", "path", "bump", "seen", "last"):
+        assert by_name[name].analysis == "bytecode", (name, by_name[name])
+    assert "math.sqrt" in by_name["diagonal"].uses
+    assert {"posixpath.join", "os.path.join"} & set(by_name["path"].uses)
+    # Restricted loading of the signed payload accepts the batch's callables.
+    signed = marinade.dumps(marinade.loads(path.read_bytes()), key=b"k" * 32)
+    loaded = marinade.loads(signed, key=b"k" * 32, allow=["posixpath.join", "ntpath.join"])
+    assert loaded.__name__ == "Shape" and loaded(2).area() == 4

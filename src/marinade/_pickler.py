@@ -265,7 +265,10 @@ class Pickler(pickle.Pickler):
                     override = _fast_override(self, self._reducers)
                 if self._standalone_state is not None:
                     # Around the default closure, or a subclass's own override.
-                    override = _standalone.fast_override(self, override or self.reducer_override)
+                    if override is not None:
+                        override = _standalone.fast_override(self, override, self._reducers)
+                    else:
+                        override = _standalone.fast_override(self, self.reducer_override)
         if override is not None:
             self.reducer_override = override
         try:

@@ -66,11 +66,13 @@ def _shared_globals(pickler, fglobals: dict) -> _Globals:
 
 
 def reduce_function(pickler, func: types.FunctionType):
-    batched = pickler._batched
-    if batched:
-        hit = batched.get(id(func))
-        if hit is not None:  # made by its class's method batch (methods.py)
-            return _getitem, hit
+    closure = func.__closure__
+    if closure is None:  # (a class's method batch takes no closures)
+        batched = pickler._batched
+        if batched:
+            hit = batched.get(id(func))
+            if hit is not None:  # made by its class's method batch (methods.py)
+                return _getitem, hit
     code = func.__code__
     fglobals = func.__globals__
     effects = []
@@ -94,7 +96,6 @@ def reduce_function(pickler, func: types.FunctionType):
     annotations = func.__annotations__
     if annotations:
         names = names | _annotation_names(annotations)
-    closure = func.__closure__
     # Perf: a function without globals or closure (most lambdas) needs the
     # shared globals dict only if its __module__ differs; see the end.
     shared = None

@@ -11,6 +11,7 @@ import io
 import pickle
 import sys
 import threading
+import types
 
 import pytest
 
@@ -241,6 +242,34 @@ def test_helpers_behave_like_cloudpickles():
         value = 5
 
     assert Single.value == 5 and type(Single).__name__ == "Single"
+
+    # is_tornado_coroutine asks Tornado's own check, only once Tornado is imported.
+    async def native():
+        pass
+
+    assert ours.is_tornado_coroutine(native) is False
+    fake_gen = types.ModuleType("tornado.gen")
+    fake_gen.is_coroutine_function = lambda f: getattr(f, "__tornado_coroutine__", False)
+    marked = types.FunctionType(native.__code__, {})
+    marked.__tornado_coroutine__ = True
+    sys.modules["tornado.gen"] = fake_gen
+    try:
+        assert ours.is_tornado_coroutine(marked) is True
+        assert ours.is_tornado_coroutine(native) is False
+        assert marinade.is_tornado_coroutine(marked) is True
+    finally:
+        del sys.modules["tornado.gen"]
+
+    # The by-value registry under cloudpickle's private name, as a copy.
+    module = types.ModuleType("by_value_for_test")
+    sys.modules[module.__name__] = module
+    try:
+        marinade.register_pickle_by_value(module)
+        assert "by_value_for_test" in ours._PICKLE_BY_VALUE_MODULES
+        marinade.unregister_pickle_by_value(module)
+        assert "by_value_for_test" not in ours._PICKLE_BY_VALUE_MODULES
+    finally:
+        del sys.modules[module.__name__]
 
 
 def test_import_marinade_loads_no_compat_module(tmp_path):

@@ -116,7 +116,8 @@ __all__ += ["RestrictedError", "SignatureError", "explain", "inspect"]
 # ``cloudpickle.cloudpickle_fast.X`` and the helpers cloudpickle re-exports at
 # top level. Loaded on first access, so ``import marinade`` stays as cheap.
 _CLOUDPICKLE_SUBMODULES = frozenset({"cloudpickle", "cloudpickle_fast"})
-_CLOUDPICKLE_HELPERS = frozenset({"subimport", "dynamic_subimport", "instance"})
+_CLOUDPICKLE_HELPERS = frozenset({"subimport", "dynamic_subimport", "instance",
+                                  "is_tornado_coroutine"})
 
 
 def __getattr__(name):

@@ -91,3 +91,23 @@ def _extract_code_globals(co: types.CodeType) -> dict[str, None]:
 
     walk(co)
     return names
+
+
+def is_tornado_coroutine(func) -> bool:
+    """Whether ``func`` is a Tornado ``@gen.coroutine`` (cloudpickle API).
+
+    Only asks Tornado when the program already imported it; marinade needs
+    no special case for such functions (they pickle like any wrapper).
+    """
+    gen = sys.modules.get("tornado.gen")
+    check = getattr(gen, "is_coroutine_function", None)
+    return bool(check(func)) if check is not None else False
+
+
+def __getattr__(name: str):
+    if name == "_PICKLE_BY_VALUE_MODULES":
+        # cloudpickle's registry is a mutable set of module names; marinade's
+        # is replaced as a whole on every change (readers need no lock). A
+        # read gets a copy: change the registry with register_pickle_by_value.
+        return list_registry_pickle_by_value()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

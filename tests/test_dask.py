@@ -16,6 +16,8 @@ import json
 
 import pytest
 
+from test_wrap import STANDALONE_MODULES
+
 from helpers import run_script
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -131,5 +133,5 @@ def test_wrapped_code_on_a_local_cluster_without_marinade(tmp_path):
                             ["return", "list[__main__.Point]"]]
     importable, loaded = out["after"]
     assert importable is False  # the hook held: nothing above needed marinade
-    assert set(loaded) <= {"marinade._registry"}  # standalone payloads' class registry
+    assert set(loaded) <= STANDALONE_MODULES  # standalone payloads' registry and kits
     assert out["plain_dask_lru_cache"] != "worked"

@@ -11,7 +11,13 @@ import json
 
 import pytest
 
-from test_wrap import FRAMEWORK_OBJECTS, WORKER_STATE, hidden_marinade_path, indented
+from test_wrap import (
+    FRAMEWORK_OBJECTS,
+    STANDALONE_MODULES,
+    WORKER_STATE,
+    hidden_marinade_path,
+    indented,
+)
 
 from helpers import run_script
 
@@ -69,5 +75,5 @@ def test_wrapped_code_through_joblib_loky_without_marinade(tmp_path):
     assert out["parent"] not in pids  # real worker processes
     for _, importable, loaded in out["workers"]:
         assert importable is False  # the hook held: nothing above needed marinade
-        assert set(loaded) <= {"marinade._registry"}  # standalone payloads' class registry
+        assert set(loaded) <= STANDALONE_MODULES  # standalone payloads' registry and kits
     assert out["plain_local_class"] == ["Local"]  # what cloudpickle alone keeps

@@ -273,6 +273,59 @@ def test_class_identity_across_separate_payloads(tmp_path):
     assert out == "True True 40"
 
 
+def test_reconstructor_kit_is_made_once_per_process(tmp_path):
+    """Class payloads carry marinade's class reconstructors as one kit, which the
+    loading process builds once: the second payload finds it built."""
+    producer = """
+        import os, marinade
+
+        class First:
+            def hello(self):
+                return "first"
+
+        class Second:
+            def hello(self):
+                return "second"
+
+        with open(os.environ["MARINADE_PAYLOAD"] + "2", "wb") as f:
+            f.write(marinade.dumps(Second(), standalone=True))
+        obj = First()
+    """
+    out = roundtrip(tmp_path, producer, """
+        first = load()
+        kits = dict(vars(sys.modules["marinade._kits"]))
+        kits = {k: v for k, v in kits.items() if type(k) is bytes}
+        (kit,) = kits.values()
+        second = load(os.environ["MARINADE_PAYLOAD"] + "2")
+        again = {k: v for k, v in vars(sys.modules["marinade._kits"]).items() if type(k) is bytes}
+        print(first.hello(), second.hello(), len(again), next(iter(again.values())) is kit,
+              sorted(kit)[-2:], kit["rebuild_class"].__module__)
+    """)
+    assert out == "first second 1 True ['rebuild_class', 'set_class_state'] marinade._rebuild"
+
+
+def test_a_kit_from_elsewhere_is_read_as_shipped_code():
+    """Inspection vouches for this marinade's kit only; another kit's functions
+    are analysed like any shipped code (and calling them is reported)."""
+    from marinade import standalone
+
+    class Plain:
+        def method(self):
+            return 1
+
+    data = marinade.dumps(Plain, standalone=True)
+    report = marinade.inspect(data)
+    assert not report.dangerous and not report.findings, str(report)
+    kit = standalone.reconstructor_kit()[0].args[2]
+    assert data.count(kit) == 1
+    # The same kit with one name changed in it ("sys" -> "sYs") is no longer ours.
+    forged = data.replace(kit, kit.replace(b"\x03sys", b"\x03sYs", 1))
+    assert forged != data
+    report = marinade.inspect(forged)
+    messages = [f.message for f in report.findings]
+    assert any("runs shipped code while loading" in m for m in messages), messages
+
+
 def test_module_registered_by_value(tmp_path):
     out = roundtrip(tmp_path, """
         import os, sys

@@ -293,3 +293,37 @@ def shared_object(key, factory, attrs=None):
             if keys is not None:
                 keys[obj] = key
         return obj
+
+
+def load_kit(names, defaults, data, tag):
+    """The reconstructors a standalone payload carries: ``{name: function}``.
+
+    ``data`` is the canonical marshal of their code objects (a tuple, in the
+    order of ``names``), made by CPython ``tag``. The functions share one
+    globals dict, as they do in this module. They are made once per process
+    for given bytes: a later payload carrying the same kit gets the same
+    functions back from ``sys.modules["marinade._kits"]`` for a dict lookup.
+    Standalone payloads ship this function itself by value, so it is short
+    and uses nothing but local imports.
+    """
+    import sys
+
+    kits = sys.modules.get("marinade._kits")
+    if kits is None:
+        import types
+
+        kits = sys.modules.setdefault("marinade._kits", types.ModuleType("marinade._kits"))
+    kit = kits.__dict__.get(data)
+    if kit is None:
+        import builtins
+        import marshal
+        import types
+
+        if tag != sys.version_info[0] * 256 + sys.version_info[1]:
+            raise ValueError("a standalone kit made by another CPython version")
+        namespace = {"__name__": __name__, "__builtins__": builtins, "sys": sys}
+        kit = {}
+        for name, code, func_defaults in zip(names, marshal.loads(data), defaults, strict=True):
+            kit[name] = namespace[name] = types.FunctionType(code, namespace, name, func_defaults)
+        kit = kits.__dict__.setdefault(data, kit)
+    return kit

@@ -188,9 +188,53 @@ def fast_override(pickler, inner, reducers=None):
 
 
 def _reduce_shipped(pickler, func):
+    """A marinade reconstructor in a standalone payload: from the kit, or by value."""
+    kit_call, kit_names = reconstructor_kit()
+    if func.__name__ in kit_names:
+        return operator.getitem, (kit_call, func.__name__)
     from .reduce.function import reduce_function
 
-    return reduce_function(pickler, shippable_rebuild_function(func))
+    return reduce_function(pickler, shippable_rebuild_function(func))  # load_kit itself
+
+
+# The class machinery of marinade._rebuild, and everything it uses: what a
+# standalone payload with a class needs. (enum_member and shared_object, needed
+# less often, travel alone, by value; shared_object takes _registry from the kit.)
+_KIT_ROOTS = ("rebuild_class", "set_class_state")
+# Module globals load_kit puts in the kit's namespace (besides the builtins).
+_KIT_MODULES = frozenset({"sys", "__name__"})
+_kit: tuple | None = None
+
+
+def reconstructor_kit() -> tuple[Call, frozenset[str]]:
+    """The ``load_kit(...)`` expression of this marinade, and the names it holds.
+
+    One canonical marshal table for every reconstructor a standalone payload
+    may call, loaded once per process (``_rebuild.load_kit``) instead of
+    shipping and rebuilding each function, with its globals, in every payload.
+    """
+    global _kit
+    if _kit is not None:
+        return _kit
+    from .reduce.code import code_table, global_names
+
+    funcs = {name: getattr(_rebuild, name) for name in _KIT_ROOTS}
+    pending = list(funcs.values())
+    while pending:
+        for name in global_names(pending.pop().__code__):
+            value = getattr(_rebuild, name, None)
+            if type(value) is types.FunctionType and name not in funcs:
+                funcs[name] = value
+                pending.append(value)
+            elif name not in funcs and name not in _KIT_MODULES and not hasattr(builtins, name):
+                raise AssertionError(f"_rebuild global {name} is not available in the kit")
+    names = tuple(sorted(funcs))
+    twins = [shippable_rebuild_function(funcs[name]) for name in names]
+    data = code_table(tuple(twin.__code__ for twin in twins))
+    defaults = tuple(twin.__defaults__ for twin in twins)
+    call = Call(_rebuild.load_kit, (names, defaults, data, _compat.CODE_TAG))
+    _kit = (call, frozenset(names))
+    return _kit
 
 
 _shippable_cache: dict = {}

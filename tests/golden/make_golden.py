@@ -82,8 +82,9 @@ def objects():
 # Each format generation adds files; existing files are never rewritten.
 # 1: the first format. 2: class methods as one code table (load_code_table).
 # 3: plain methods made by one map(types.FunctionType, ...) (reduce/methods.py).
+# 4: standalone class reconstructors as one kit (_rebuild.load_kit).
 GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone"),
-               3: ("default", "standalone")}
+               3: ("default", "standalone"), 4: ("standalone",)}
 OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
 
 

@@ -2211,6 +2211,31 @@ def _code_table(self: Scanner, data, tag, pos):
     return table
 
 
+def _h_load_kit(self: Scanner, func, args, pos):
+    """``load_kit(names, defaults, data, tag)``: the reconstructors a standalone
+    payload carries, ``{name: function}``. Vouched for when ``data`` is this
+    marinade's own kit; otherwise each is shipped code, read like any other."""
+    names = [text_of(name) for name in items_of(args[0]) or ()] if args else []
+    data = bytes_of(args[2]) if len(args) > 2 else None
+    table = _code_table(self, data, _tag(args[3]) if len(args) > 3 else None, pos)
+    codes = items_of(table) if type(table) is Seq else None
+    if codes is None or len(codes) != len(names) or None in names:
+        self.flag(_rules.DANGER, "loads a reconstructor kit inspection cannot read", pos)
+        return Obj("a reconstructor kit")
+    from .. import standalone
+
+    known = data == standalone.reconstructor_kit()[0].args[2]
+    kit = Map()
+    items = []
+    for name, code in zip(names, codes):
+        function = self._new_function(code, Map(), None, "marinade", pos)
+        if known:
+            function.known = f"marinade._rebuild.{name}"
+        items += (name, function)
+    self._set_items(kit, items)
+    return kit
+
+
 def _h_marinade_function(self: Scanner, func, args, pos):
     tag = _tag(args[1]) if len(args) > 1 else None
     code = self._marshal_code(args[0] if args else ELIDED, tag, pos)
@@ -2448,6 +2473,7 @@ _HANDLERS = {
     "marshal.loads": _h_marshal_loads,
     "marinade._rebuild.load_code": _h_load_code,
     "marinade._rebuild.load_code_table": _h_load_code_table,
+    "marinade._rebuild.load_kit": _h_load_kit,
     "marinade._rebuild.function": _h_marinade_function,
     "types.FunctionType": _h_function_type,
     "types.LambdaType": _h_function_type,
@@ -2490,7 +2516,7 @@ _HANDLERS = {
 # them without a signature).
 CODE_MAKERS = frozenset({
     "marshal.loads", "marinade._rebuild.load_code", "marinade._rebuild.load_code_table",
-    "marinade._rebuild.function",
+    "marinade._rebuild.function", "marinade._rebuild.load_kit",
     "types.FunctionType", "types.LambdaType", "types.CodeType", "dill._dill._create_code",
     "cloudpickle.cloudpickle._make_function", "dill._dill._create_function",
     "marinade._rebuild.rebuild_class", "cloudpickle.cloudpickle._make_skeleton_class",

@@ -420,3 +420,22 @@ def test_pickler_subclass_with_its_own_override_in_standalone_mode(tmp_path):
         print(secret, local.hello(), lam())
     """)
     assert out == "redacted hi < 7"
+
+
+def test_zero_packing_round_trips():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from marinade import standalone
+
+    chunks = st.one_of(st.binary(max_size=8), st.integers(1, 600).map(bytes),
+                       st.just(b"\xff"), st.just(b"\xff\x00"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(chunks, max_size=30).map(b"".join))
+    def round_trip(data):
+        packed = standalone.pack_zeros(data)
+        assert standalone.unpack_zeros(packed) == data
+        assert len(packed) <= len(data) + data.count(b"\xff")
+
+    round_trip()

@@ -299,7 +299,9 @@ def load_kit(names, defaults, data, tag):
     """The reconstructors a standalone payload carries: ``{name: function}``.
 
     ``data`` is the canonical marshal of their code objects (a tuple, in the
-    order of ``names``), made by CPython ``tag``. The functions share one
+    order of ``names``), made by CPython ``tag``, with runs of zero bytes
+    (half of it: the inline caches of the bytecode) packed as ``0xFF, n``
+    and a literal 0xFF as ``0xFF, 0``. The functions share one
     globals dict, as they do in this module. They are made once per process
     for given bytes: a later payload carrying the same kit gets the same
     functions back from ``sys.modules["marinade._kits"]`` for a dict lookup.
@@ -323,7 +325,10 @@ def load_kit(names, defaults, data, tag):
             raise ValueError("a standalone kit made by another CPython version")
         namespace = {"__name__": __name__, "__builtins__": builtins, "sys": sys}
         kit = {}
-        for name, code, func_defaults in zip(names, marshal.loads(data), defaults, strict=True):
+        chunks = data.split(b"\xff")
+        table = b"".join([chunks[0]] + [b"\0" * c[0] + c[1:] if c[0] else b"\xff" + c[1:]
+                                         for c in chunks[1:]])
+        for name, code, func_defaults in zip(names, marshal.loads(table), defaults, strict=True):
             kit[name] = namespace[name] = types.FunctionType(code, namespace, name, func_defaults)
         kit = kits.__dict__.setdefault(data, kit)
     return kit

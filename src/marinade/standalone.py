@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import marshal
 import operator
+import re
 import sys
 import types
 
@@ -206,6 +207,35 @@ _KIT_MODULES = frozenset({"sys", "__name__"})
 _kit: tuple | None = None
 
 
+_ZERO_RUNS = re.compile(rb"\x00{2,254}|\xff")  # (a count of 255 would read as 0xFF)
+
+
+def pack_zeros(data: bytes) -> bytes:
+    """Runs of zero bytes as ``0xFF, n``; a literal 0xFF as ``0xFF, 0``.
+
+    Bytecode is half zeros (inline caches). Unlike zlib, whose output
+    differs between zlib builds (zlib-ng...), this gives the same bytes
+    everywhere, so payloads stay deterministic; ``_rebuild.load_kit``
+    unpacks it with one split and join.
+    """
+    out = []
+    start = 0
+    for match in _ZERO_RUNS.finditer(data):
+        out.append(data[start:match.start()])
+        run = match.end() - match.start()
+        out.append(b"\xff\x00" if data[match.start()] == 0xFF else bytes((0xFF, run)))
+        start = match.end()
+    out.append(data[start:])
+    return b"".join(out)
+
+
+def unpack_zeros(data: bytes) -> bytes:
+    """The inverse of ``pack_zeros`` (what ``_rebuild.load_kit`` does inline)."""
+    chunks = data.split(b"\xff")
+    return b"".join([chunks[0]] + [b"\0" * c[0] + c[1:] if c[0] else b"\xff" + c[1:]
+                                   for c in chunks[1:]])
+
+
 def reconstructor_kit() -> tuple[Call, frozenset[str]]:
     """The ``load_kit(...)`` expression of this marinade, and the names it holds.
 
@@ -230,7 +260,7 @@ def reconstructor_kit() -> tuple[Call, frozenset[str]]:
                 raise AssertionError(f"_rebuild global {name} is not available in the kit")
     names = tuple(sorted(funcs))
     twins = [shippable_rebuild_function(funcs[name]) for name in names]
-    data = code_table(tuple(twin.__code__ for twin in twins))
+    data = pack_zeros(code_table(tuple(twin.__code__ for twin in twins)))
     defaults = tuple(twin.__defaults__ for twin in twins)
     call = Call(_rebuild.load_kit, (names, defaults, data, _compat.CODE_TAG))
     _kit = (call, frozenset(names))

@@ -2215,15 +2215,19 @@ def _h_load_kit(self: Scanner, func, args, pos):
     """``load_kit(names, defaults, data, tag)``: the reconstructors a standalone
     payload carries, ``{name: function}``. Vouched for when ``data`` is this
     marinade's own kit; otherwise each is shipped code, read like any other."""
+    from .. import standalone
+
     names = [text_of(name) for name in items_of(args[0]) or ()] if args else []
     data = bytes_of(args[2]) if len(args) > 2 else None
-    table = _code_table(self, data, _tag(args[3]) if len(args) > 3 else None, pos)
+    try:
+        unpacked = standalone.unpack_zeros(data) if data is not None else None
+    except IndexError:  # a 0xFF at the very end: not something pack_zeros writes
+        unpacked = None
+    table = _code_table(self, unpacked, _tag(args[3]) if len(args) > 3 else None, pos)
     codes = items_of(table) if type(table) is Seq else None
     if codes is None or len(codes) != len(names) or None in names:
         self.flag(_rules.DANGER, "loads a reconstructor kit inspection cannot read", pos)
         return Obj("a reconstructor kit")
-    from .. import standalone
-
     known = data == standalone.reconstructor_kit()[0].args[2]
     kit = Map()
     items = []

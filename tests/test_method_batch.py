@@ -73,6 +73,10 @@ def use_handler(shape):
 
 CHECKS = """
 import json
+# Placed by type() or the compiler (3.13: __firstlineno__, __static_attributes__),
+# or a cache (copyreg's __slotnames__): their position says nothing.
+TYPE_MADE = ("__dict__", "__weakref__", "__module__", "__doc__", "__firstlineno__",
+             "__static_attributes__", "__slotnames__")
 def check(cls, extra=()):
     s = cls(3)
     d = vars(cls)
@@ -84,31 +88,40 @@ def check(cls, extra=()):
         "names": [cls.area.__name__, cls.area.__qualname__, cls.area.__module__,
                   cls.scaled.__defaults__, cls.typed.__annotations__ == {"x": int, "return": int}],
         "alias": d["twice"] is d["area"],
-        "order": [k for k in d if k not in ("__dict__", "__weakref__", "__module__")],
+        "order": [k for k in d if k not in TYPE_MADE],
         "extra": [x is d.get(getattr(x, "__name__", None)) for x in extra],
     }
 """
 
 
 def _produce(obj_expr: str, *, standalone: bool = False) -> str:
+    """The producer: writes the payload, and what check(Shape) gives here beside it."""
     mode = ", standalone=True" if standalone else ""
-    return CLASS_SOURCE + textwrap.dedent(f"""
+    return CLASS_SOURCE + CHECKS + textwrap.dedent(f"""
         import os as _os, marinade as _marinade
         obj = {obj_expr}
         open(_os.environ["MARINADE_PAYLOAD"], "wb").write(_marinade.dumps(obj{mode}))
-    """) + CHECKS + "print(json.dumps(check(Shape)))\n"
+        with open(_os.environ["MARINADE_PAYLOAD"] + ".here", "w") as _f:
+            _f.write(json.dumps(check(Shape)))
+    """)
+
+
+# The consumer's last line: [what the producer saw, what the consumer sees].
+BOTH = """
+with open(os.environ["MARINADE_PAYLOAD"] + ".here") as _f:
+    print(json.dumps([json.loads(_f.read()), check({})]))
+"""
 
 
 def test_batched_class_behaves_and_keeps_its_attribute_order(tmp_path):
-    out = run_roundtrip(tmp_path, _produce("Shape"),
-                        LOAD + CHECKS + "print(json.dumps(check(obj)))")
-    here, there = out.splitlines()[0], out.splitlines()[-1]
-    there = json.loads(there)
-    assert there["behaviour"] == json.loads(here)["behaviour"]
+    out = run_roundtrip(tmp_path, _produce("Shape"), LOAD + CHECKS + BOTH.format("obj"))
+    here, there = json.loads(out.splitlines()[-1])
+    assert there["behaviour"] == here["behaviour"]
+    assert there["behaviour"][:3] == [9, 6.5, 9]
     assert there["names"] == ["area", "Shape.area", "__main__", [2, 0.5], True]
     assert there["alias"] is True
     # Class attribute order as the producer had it (minus what type() adds).
-    assert there["order"] == json.loads(here)["order"]
+    assert there["order"] == here["order"] and "sides" in there["order"]
 
 
 def test_methods_referenced_before_and_after_the_class_keep_identity(tmp_path):
@@ -161,10 +174,10 @@ def test_small_classes_pickle_methods_one_by_one():
 def test_batched_class_loads_standalone(tmp_path):
     from test_standalone import BASE_PYTHON, ISOLATED, NO_MARINADE
 
-    consumer = NO_MARINADE + CHECKS + "print(json.dumps(check(load())))"
+    consumer = NO_MARINADE + "import json\n" + CHECKS + BOTH.format("load()")
     out = run_roundtrip(tmp_path, _produce("Shape", standalone=True), consumer,
                         consumer_python=BASE_PYTHON, consumer_flags=ISOLATED)
-    here, there = (json.loads(line) for line in (out.splitlines()[0], out.splitlines()[-1]))
+    here, there = json.loads(out.splitlines()[-1])
     assert there["behaviour"] == here["behaviour"] and there["order"] == here["order"]
 
 
@@ -187,3 +200,64 @@ def test_inspection_reads_every_batched_method(tmp_path):
     signed = marinade.dumps(marinade.loads(path.read_bytes()), key=b"k" * 32)
     loaded = marinade.loads(signed, key=b"k" * 32, allow=["posixpath.join", "ntpath.join"])
     assert loaded.__name__ == "Shape" and loaded(2).area() == 4
+
+
+# Constants and plain methods only, up to the last method: the batch goes in the
+# class statement's namespace (type() makes the class with its methods at once).
+NAMESPACE_SOURCE = """
+import json, pickletools
+SCALE = 10
+
+class Vec:
+    dims = 2
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    origin_name = "O"
+    def add(self, other):
+        return Vec(self.x + other.x, self.y + other.y)
+    def scaled(self, k=SCALE):
+        return Vec(self.x * k, self.y * k)
+    def norm1(self):
+        return abs(self.x) + abs(self.y)
+    def astuple(self):
+        return (self.x, self.y)
+    def __repr__(self):
+        return f"Vec{self.astuple()}"
+    ORIGIN = None   # (set below: an instance, so not a constant)
+    registry = []
+
+Vec.ORIGIN = Vec(0, 0)
+"""
+
+NAMESPACE_CHECKS = CHECKS.split("def check")[0] + """
+def check(cls, first=None):
+    v = cls(1, 2)
+    d = vars(cls)
+    return [repr(v.add(v)), repr(v.scaled()), v.norm1(), cls.dims, cls.origin_name,
+            repr(cls.ORIGIN), type(cls.ORIGIN) is cls, cls.add.__globals__["Vec"] is cls,
+            [k for k in d if k not in TYPE_MADE],
+            first is d["norm1"] if first is not None else None]
+"""
+
+
+def test_batch_in_the_class_namespace(tmp_path):
+    producer = NAMESPACE_SOURCE + NAMESPACE_CHECKS + textwrap.dedent("""
+        import os, marinade
+        data = marinade.dumps([Vec.norm1, Vec])
+        open(os.environ["MARINADE_PAYLOAD"], "wb").write(data)
+        ops = [arg for _, arg, _ in pickletools.genops(data)]
+        with open(os.environ["MARINADE_PAYLOAD"] + ".here", "w") as f:
+            # The batch (map) comes before set_class_state: in rebuild_class's arguments.
+            f.write(json.dumps([ops.index("map") < ops.index("set_class_state"),
+                                check(Vec, Vec.norm1)]))
+    """)
+    consumer = LOAD + NAMESPACE_CHECKS + textwrap.dedent("""
+        import json
+        first, cls = obj
+        with open(os.environ["MARINADE_PAYLOAD"] + ".here") as f:
+            print(json.dumps([json.loads(f.read()), check(cls, first)]))
+    """)
+    (in_namespace, here), there = json.loads(run_roundtrip(tmp_path, producer, consumer))
+    assert in_namespace is True
+    assert there == here
+    assert there[:8] == ["Vec(2, 4)", "Vec(10, 20)", 3, 2, "O", "Vec(0, 0)", True, True]

@@ -27,7 +27,7 @@ from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
 from .reduce.function import reduce_cell, reduce_function
-from .reduce.methods import MethodBatch, reduce_method_batch
+from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -80,6 +80,7 @@ _BASE_REDUCERS = {
     Call: _reduce_call,
     type: _reduce_plain_type,
     MethodBatch: reduce_method_batch,
+    BatchGlobals: reduce_batch_globals,
     **stdlib.reducers(),
     **typing_reducers.reducers(),
     **_frame_reducers(),

@@ -123,7 +123,7 @@ def _registry():
         mod.classes = weakref.WeakValueDictionary()
         mod.keys = weakref.WeakKeyDictionary()
         mod.by_value = weakref.WeakSet()
-        mod.fresh = weakref.WeakSet()
+        mod.fresh = set()  # (as in marinade._registry)
         mod.lock = threading.RLock()
         mod = sys.modules.setdefault("marinade._registry", mod)
     return mod

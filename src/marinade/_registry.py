@@ -17,6 +17,8 @@ classes = weakref.WeakValueDictionary()
 keys = weakref.WeakKeyDictionary()
 # every class in ``classes``: sent from here, or rebuilt here
 by_value = weakref.WeakSet()
-# classes created by a load whose state has not been applied yet
-fresh = weakref.WeakSet()
+# classes created by a load whose state has not been applied yet (a plain set:
+# set_class_state, right after, takes each out; a load that failed in between
+# leaves its class here, kept for the next load of that class to complete)
+fresh = set()
 lock = threading.RLock()

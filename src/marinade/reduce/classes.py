@@ -34,7 +34,7 @@ from .._lookup import lookup_by_reference
 from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
 from ._expr import Call, stable
 from .code import _stable_filename, code_table, globals_used
-from .methods import MethodBatch
+from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
 _FunctionType = types.FunctionType
@@ -359,6 +359,30 @@ def class_key(cls: type) -> str:
     return known
 
 
+def _plain_creation(bases: tuple) -> bool:
+    """No ``__init_subclass__`` but object's runs when a class with ``bases`` is made."""
+    for base in bases:
+        for klass in base.__mro__:
+            if "__init_subclass__" in klass.__dict__ and klass is not object:
+                return False
+    return True
+
+
+def _constant_prefix(order: list, attrs: dict, batch) -> list | None:
+    """The attribute names up to the last batched method, if the others among
+    them are all plain constants.
+
+    Then they and the batched methods can go in the class statement's
+    namespace (nothing in it may refer to the class, which does not exist
+    yet), keeping the class's attribute order; what comes after is set later.
+    """
+    prefix = order[:order.index(batch.names[-1]) + 1]
+    for name in prefix:
+        if name in attrs and type(attrs[name]) not in _ATOMS:
+            return None
+    return prefix
+
+
 def _slot_names(cls: type) -> set[str]:
     slots = cls.__dict__.get("__slots__", ())
     if isinstance(slots, str):
@@ -452,7 +476,22 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
             if position not in taken:
                 code_slots[id(code)] = (code, table, position)
         if len(batch.names) >= _MIN_BATCH:
-            state_attrs = batch.state(order, attrs)
+            prefix = None
+            if type(cls) is type and kwds is None and _plain_creation(bases):
+                prefix = _constant_prefix(order, attrs, batch)
+            if prefix is None:
+                state_attrs = batch.state(order, attrs)
+            else:
+                # The class statement's own namespace: type() then builds the
+                # class with its methods at once, instead of one setattr each.
+                namespace_order = list(namespace) + prefix
+                namespace.update((name, attrs.pop(name)) for name in prefix if name in attrs)
+                namespace = batch.state(namespace_order, namespace)
+                state_attrs = attrs
+                if not fglobals_disjoint(batch):
+                    # Globals may hold the class itself: filled in the state,
+                    # once the class exists.
+                    state_attrs = Call(operator.getitem, ((attrs, BatchGlobals(batch)), 0))
         elif batch.names:  # too few to pay for the batch's own bytes and calls
             attrs = {name: attrs[name] if name in attrs else clsdict[name] for name in order}
             state_attrs = attrs

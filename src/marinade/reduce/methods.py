@@ -47,7 +47,7 @@ class MethodBatch:
     """
 
     __slots__ = ("table", "index", "names", "funcs", "positions", "defaults", "ids",
-                 "fglobals", "module", "attrs", "ordered")
+                 "fglobals", "module", "attrs", "ordered", "globals_later", "used")
 
     def __init__(self, table):
         self.table = table
@@ -62,6 +62,8 @@ class MethodBatch:
         self.module = None
         self.attrs = None  # the class attribute dict (or the expression making it)
         self.ordered = False  # its keys exist already, in class order
+        self.globals_later = False  # globals filled by a BatchGlobals in the class state
+        self.used: set[str] = set()  # globals the batched methods may use
 
     def offer(self, name: str, func: types.FunctionType) -> bool:
         """Take ``func`` if ``FunctionType(code, globals, None, defaults)`` gives it back."""
@@ -156,14 +158,47 @@ def reduce_method_batch(pickler, batch: MethodBatch):
     if late:
         effects.append(Call(_dict_update, (attrs, late)))  # already in the pickle memo
     # After the methods exist: a global may be one of them.
-    if not fglobals.keys().isdisjoint(batch.table.names()):
-        used: set = set()
+    if not fglobals_disjoint(batch):
+        used = batch.used
         for func in funcs:
             used.update(globals_used(func.__code__, fglobals))
-        planned = shared.planned
-        missing = [n for n in used if n not in planned and n in fglobals]
-        if missing:
-            missing.sort()  # deterministic payload bytes whatever the hash seed
-            planned.update(missing)
-            effects.append(Call(_dict_update, (target, {n: stable(fglobals[n]) for n in missing})))
+        if not batch.globals_later:
+            effect = _globals_effect(pickler, batch)
+            if effect is not None:
+                effects.append(effect)
     return sequence(effects).as_reduce()
+
+
+def fglobals_disjoint(batch: MethodBatch) -> bool:
+    """None of the names the batched code uses is a global of its module."""
+    return batch.fglobals.keys().isdisjoint(batch.table.names())
+
+
+def _globals_effect(pickler, batch: MethodBatch):
+    fglobals = batch.fglobals
+    shared = _shared_globals(pickler, fglobals)
+    planned = shared.planned
+    missing = [n for n in batch.used if n not in planned and n in fglobals]
+    if not missing:
+        return None
+    missing.sort()  # deterministic payload bytes whatever the hash seed
+    planned.update(missing)
+    return Call(_dict_update, (shared.target, {n: stable(fglobals[n]) for n in missing}))
+
+
+class BatchGlobals:
+    """The globals of a method batch made in the class namespace, filled in
+    the class state: they may refer to the class, which the namespace precedes."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: MethodBatch):
+        self.batch = batch
+        batch.globals_later = True
+
+
+def reduce_batch_globals(pickler, obj: BatchGlobals):
+    effect = _globals_effect(pickler, obj.batch)
+    if effect is None:  # all planned already: an update with nothing
+        effect = Call(_dict_update, (_shared_globals(pickler, obj.batch.fglobals).target, {}))
+    return effect.as_reduce()

@@ -90,6 +90,27 @@ PRODUCER = textwrap.dedent('''
         def __init__(self):
             super().__init__(4)
 
+    # Enough plain methods for a method batch: in the class namespace (constants
+    # and methods only), and in the state (a property among them). Their
+    # globals come as a set: its order must not leak into the payload.
+    ALPHA, BETA, GAMMA, DELTA = 1, 2.5, "g", (4,)
+
+    class InNamespace:
+        unit = 1
+        def a(self): return ALPHA + BETA
+        def b(self, k=2): return GAMMA * k
+        def c(self): return DELTA + (ALPHA,)
+        def d(self): return COUNTER
+        def e(self): return InNamespace
+
+    class InState:
+        def a(self): return ALPHA
+        def b(self): return BETA
+        @property
+        def p(self): return GAMMA
+        def c(self): return DELTA
+        def d(self, x=None): return InState
+
     objects = {
         "lambda": lambda a, b=3: a + b,
         "plain": plain,
@@ -100,6 +121,8 @@ PRODUCER = textwrap.dedent('''
         "globals_pair": [reader, writer],
         "class": Shape,
         "subclass": Square,
+        "batch_namespace": InNamespace,
+        "batch_state": InState,
         "instance": Shape(3),
         "data": {"name": "x", "values": [1, 2, 3], "nested": {"z": 1, "a": (2, 3)}},
         "all": None,
@@ -140,7 +163,7 @@ def test_same_bytes_across_hash_seeds_and_mtimes(tmp_path):
         _run(folder, payloads[2], "random"),
     ]
     first = dict(line.split() for line in runs[0].splitlines())
-    assert len(first) == 12
+    assert len(first) == 14
     for other in runs[1:]:
         digests = dict(line.split() for line in other.splitlines())
         differing = sorted(name for name in first if first[name] != digests[name])
@@ -151,13 +174,15 @@ def test_same_bytes_across_hash_seeds_and_mtimes(tmp_path):
 
     # The payload is not only stable, it works.
     proc = run_script(tmp_path, LOAD + textwrap.dedent("""
-        (lam, plain, fz, nested, closure, bump, (reader, writer), Shape, Square, shape,
-         data) = obj
+        (lam, plain, fz, nested, closure, bump, (reader, writer), Shape, Square, InNamespace,
+         InState, shape, data) = obj
         print(lam(1), plain(2), fz("beta"), fz("zeta"), nested("east"), closure(1))
         print(bump(), bump(), reader(), writer(3), reader())
         print(sorted(Shape.KINDS)[0], shape.kind_ok("square"), shape.double,
               Shape.helper("q"), Square().sides, type(shape) is Shape)
         print(data["nested"]["a"])
+        n, s = InNamespace(), InState()
+        print(n.a(), n.b(), n.c(), n.d(), n.e() is InNamespace, s.a(), s.p, s.d() is InState)
     """), env={"MARINADE_PAYLOAD": str(payloads[1])}, cwd=tmp_path / "consumer")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
@@ -165,6 +190,7 @@ def test_same_bytes_across_hash_seeds_and_mtimes(tmp_path):
         "1 2 0 None 3",
         "circle True 6 True 4 True",
         "(2, 3)",
+        "3.5 gg (4, 1) 3 True 1 g True",
     ]
 
 

@@ -16,6 +16,7 @@ from weakref import KeyedRef
 
 from .. import _compat
 from .._rebuild import load_code
+from ._expr import Call
 from ._marshal_canon import canonical_marshal
 
 _CodeType = types.CodeType
@@ -182,25 +183,27 @@ def globals_used(code: types.CodeType, fglobals: dict) -> frozenset[str]:
 # reference call; bounded (cleared when full) so it pins at most _INFO_MAX
 # code objects. The weak caches above still answer for the others.
 _INFO_MAX = 4096
-_info_cache: dict[int, tuple[types.CodeType, bytes, frozenset[str]]] = {}
+_info_cache: dict[int, tuple[types.CodeType, bytes, frozenset[str], Call]] = {}
 
 
-def code_info(code: types.CodeType) -> tuple[bytes, frozenset[str]]:
-    """``(code_bytes(code), global_names(code))`` in one lookup.
+def code_info(code: types.CodeType) -> tuple[bytes, frozenset[str], Call]:
+    """``(code_bytes(code), global_names(code), <load_code expression>)`` in one lookup.
 
-    ``reduce_function`` needs both for every function it pickles; one cached
-    entry instead of two lookups is a measurable part of a closure's cost.
+    ``reduce_function`` needs them for every function it pickles; one cached
+    entry instead of several lookups is a measurable part of a closure's
+    cost. The expression is shared by every dump (each memoizes it once).
     """
     key = id(code)
     entry = _info_cache.get(key)
     if entry is not None and entry[0] is code:
-        return entry[1], entry[2]
+        return entry[1], entry[2], entry[3]
     data = code_bytes(code)
     names = global_names(code)
+    load = Call(load_code, (data, _compat.CODE_TAG))
     if len(_info_cache) >= _INFO_MAX:
         _info_cache.clear()
-    _info_cache[key] = (code, data, names)
-    return data, names
+    _info_cache[key] = (code, data, names, load)
+    return data, names, load
 
 
 def code_table(codes: tuple) -> bytes:

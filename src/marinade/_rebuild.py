@@ -157,8 +157,11 @@ def _constructing_metaclass(metaclass, by_value):
 def _make_class(metaclass, maker, name, bases, namespace, kwds, quiet_owner):
     """The class statement, with ``quiet_owner.__init_subclass__`` silenced."""
     ns = maker.__prepare__(name, bases, **kwds)
-    for attr, value in namespace.items():
-        ns[attr] = value
+    if type(ns) is dict:
+        ns.update(namespace)  # (a class's methods may be in it: one C call)
+    else:
+        for attr, value in namespace.items():  # EnumDict & co. watch each item
+            ns[attr] = value
     if quiet_owner is not None:
         saved = quiet_owner.__dict__["__init_subclass__"]
         type.__setattr__(quiet_owner, "__init_subclass__", classmethod(_quiet_init_subclass))

@@ -195,7 +195,7 @@ def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
         if cls is not None:
             return cls
         kwds = kwds or {}
-        maker = _constructing_metaclass(metaclass, reg.by_value)
+        maker = type if metaclass is type else _constructing_metaclass(metaclass, reg.by_value)
         owner = _init_subclass_owner(bases)
         if owner is not None and owner in reg.by_value:
             cls = _make_class(metaclass, maker, name, bases, namespace, kwds, owner)

@@ -313,3 +313,41 @@ def test_standalone_payloads_share_classes(tmp_path):
         consumer_flags=("-I", "-S"),
     )
     assert out.splitlines() == ["True 3 True fine"]
+
+
+BATCHED_PRODUCER = """
+import os, sys, marinade
+size = {size}      # a module global named like the attribute below: not read by the class
+LIMIT = {limit}    # a module global the class reads
+class Box:
+    def __init__(self, size):
+        self.size = size
+    def area(self):
+        return self.size * self.size
+    def fits(self):
+        return self.size <= LIMIT
+    def grow(self, by=1):
+        return Box(self.size + by)
+    def label(self):
+        return "box"
+with open(os.environ["MARINADE_PAYLOAD"], "wb") as f:
+    f.write(marinade.dumps(Box))
+"""
+
+
+def test_batched_class_key_follows_the_globals_it_reads(tmp_path):
+    """Producers differing in an unrelated global give one class; in a global
+    the methods read (a constant), two."""
+    one = _produce(tmp_path, "one", BATCHED_PRODUCER.format(size=1, limit=10))
+    two = _produce(tmp_path, "two", BATCHED_PRODUCER.format(size=2, limit=10))
+    three = _produce(tmp_path, "three", BATCHED_PRODUCER.format(size=1, limit=3))
+    proc = run_script(tmp_path, f"""
+        import pickle
+        def load(path):
+            with open(path, "rb") as f:
+                return pickle.loads(f.read())
+        A, B, C = load({str(one)!r}), load({str(two)!r}), load({str(three)!r})
+        print(A is B, A is C, A(5).fits(), C(5).fits(), A(2).grow().area())
+    """, cwd=tmp_path / "consumer")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "True", "False", "9"]

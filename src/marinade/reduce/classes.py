@@ -335,10 +335,17 @@ def class_key(cls: type) -> str:
                 _fingerprint(value, parts, tabled)
         if plain_defaults:
             parts.append(repr(plain_defaults))
-            for name in sorted(fglobals.keys() & table.names()):
-                contents = fglobals[name]
-                if type(contents) in _ATOMS:
-                    parts.append(f"{name}={contents!r}")
+            candidates = fglobals.keys() & table.names()  # (usually empty: no scan)
+            if candidates:
+                used: set[str] = set()
+                for code in table.codes:
+                    used.update(globals_used(code, fglobals))
+                # Only globals the code reads: a module global that merely
+                # shares a name with an attribute must not split the class.
+                for name in sorted(candidates & used):
+                    contents = fglobals[name]
+                    if type(contents) in _ATOMS:
+                        parts.append(f"{name}={contents!r}")
         # Text and bytes (code) parts hashed as two joined streams: a few
         # hundred small parts per class, two encodes instead of one each.
         texts = "\0".join([part for part in parts if type(part) is str])

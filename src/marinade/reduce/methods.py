@@ -13,6 +13,11 @@ a reduce tuple per method. Here they travel together, in the class state::
 
 so one C loop makes them all at load time, and the payload holds only their
 names. Only standard-library callables are named: plain ``pickle`` loads it.
+When ``type()`` alone makes the class and nothing before the last method can
+refer to the class, the same expression fills the namespace given to
+``rebuild_class`` instead (the class is made with its methods, as by the class
+statement); the globals the methods read are then filled in the state, by a
+``BatchGlobals`` step, since they may name the class.
 
 Identity is kept both ways. A batched method pickled again later (an alias, a
 bound method, a global) becomes ``attrs[name]``. A method already pickled on
@@ -35,7 +40,6 @@ _dict_update = dict.update
 _fromkeys = dict.fromkeys
 _getitem = operator.getitem
 _FunctionType = types.FunctionType
-_doc_from_code = _compat.doc_from_code
 _PY_3_12_PLUS = _compat.PY_3_12_PLUS
 
 

@@ -202,7 +202,7 @@ def _reduce_shipped(pickler, func):
 # standalone payload with a class needs. (enum_member and shared_object, needed
 # less often, travel alone, by value; shared_object takes _registry from the kit.)
 _KIT_ROOTS = ("rebuild_class", "set_class_state")
-# Module globals load_kit puts in the kit's namespace (besides the builtins).
+# What load_kit puts in the kit's namespace besides the functions and builtins.
 _KIT_MODULES = frozenset({"sys", "__name__"})
 _kit: tuple | None = None
 

@@ -324,6 +324,25 @@ def test_a_kit_from_elsewhere_is_read_as_shipped_code():
     report = marinade.inspect(forged)
     messages = [f.message for f in report.findings]
     assert any("runs shipped code while loading" in m for m in messages), messages
+    # A kit that would unpack past the inspection limit is refused, not unpacked.
+    bomb = standalone.pack_zeros(bytes(254)) * 70_000  # 140 kB standing for 17.8 MB
+    names, defaults, _, tag = standalone.reconstructor_kit()[0].args
+
+    class Bomb:
+        def __reduce__(self):
+            return marinade._rebuild.load_kit, (names, defaults, bomb, tag)
+
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        report = marinade.inspect(pickle.dumps(Bomb()))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak  # never unpacked
+    assert report.dangerous
+    assert any("reconstructor kit inspection cannot read" in f.message for f in report.findings)
 
 
 def test_module_registered_by_value(tmp_path):
@@ -436,6 +455,7 @@ def test_zero_packing_round_trips():
     def round_trip(data):
         packed = standalone.pack_zeros(data)
         assert standalone.unpack_zeros(packed) == data
+        assert standalone.unpacked_size(packed) == len(data)
         assert len(packed) <= len(data) + data.count(b"\xff")
 
     round_trip()

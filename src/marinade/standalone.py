@@ -229,6 +229,14 @@ def pack_zeros(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def unpacked_size(data: bytes) -> int:
+    """``len(unpack_zeros(data))``, without unpacking (packed data may come
+    from anyone: 2 bytes can stand for 254)."""
+    chunks = data.split(b"\xff")
+    return len(data) - len(chunks) + 1 + sum(c[0] - 1 if c[:1] and c[0] else 0
+                                            for c in chunks[1:])
+
+
 def unpack_zeros(data: bytes) -> bytes:
     """The inverse of ``pack_zeros`` (what ``_rebuild.load_kit`` does inline)."""
     chunks = data.split(b"\xff")

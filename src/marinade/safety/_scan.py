@@ -2219,10 +2219,12 @@ def _h_load_kit(self: Scanner, func, args, pos):
 
     names = [text_of(name) for name in items_of(args[0]) or ()] if args else []
     data = bytes_of(args[2]) if len(args) > 2 else None
-    try:
-        unpacked = standalone.unpack_zeros(data) if data is not None else None
-    except IndexError:  # a 0xFF at the very end: not something pack_zeros writes
-        unpacked = None
+    unpacked = None
+    if data is not None and standalone.unpacked_size(data) <= self.limits.blob:
+        try:
+            unpacked = standalone.unpack_zeros(data)
+        except IndexError:  # a 0xFF at the very end: not something pack_zeros writes
+            pass
     table = _code_table(self, unpacked, _tag(args[3]) if len(args) > 3 else None, pos)
     codes = items_of(table) if type(table) is Seq else None
     if codes is None or len(codes) != len(names) or None in names:

@@ -407,6 +407,41 @@ def _slot_names(cls: type) -> set[str]:
 _MIN_BATCH = 4
 
 
+def _place_methods(pickler, cls, batch, namespace: dict, attrs: dict, order: list,
+                   bases: tuple, kwds) -> tuple:
+    """Where the class's plain methods go: ``(namespace, state attributes)``.
+
+    With enough of them, one batch: in the class statement's namespace when
+    ``type()`` alone makes the class (it is then made with its methods at
+    once, instead of one setattr each), else in the state. The methods not
+    batched take their code from the class's table (see reduce_function).
+    """
+    table = batch.table
+    batched = len(batch.names) >= _MIN_BATCH
+    taken = set(batch.positions) if batched else ()
+    code_slots = pickler._code_slots
+    for position, code in enumerate(table.codes):
+        if position not in taken:
+            code_slots[id(code)] = (code, table, position)
+    if not batched:  # too few to pay for the batch's own bytes and calls
+        clsdict = cls.__dict__
+        return namespace, {name: attrs[name] if name in attrs else clsdict[name]
+                           for name in order}
+    prefix = None
+    if type(cls) is type and kwds is None and _plain_creation(bases):
+        prefix = _constant_prefix(order, attrs, batch)
+    if prefix is None:
+        return namespace, batch.state(order, attrs)
+    namespace_order = list(namespace) + prefix
+    namespace.update((name, attrs.pop(name)) for name in prefix if name in attrs)
+    if fglobals_disjoint(batch):
+        return batch.state(namespace_order, namespace), attrs
+    # The methods' globals may hold the class itself: filled in the state,
+    # once the class exists.
+    return (batch.state(namespace_order, namespace),
+            Call(operator.getitem, ((attrs, BatchGlobals(batch)), 0)))
+
+
 def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     """Reduce tuple that rebuilds ``cls`` by value.
 
@@ -475,33 +510,8 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     key = class_key(cls)
     state_attrs = attrs
     if batch is not None:
-        # The methods not batched, pickled with the state below, take their
-        # code from the table (see reduce_function).
-        taken = set(batch.positions) if len(batch.names) >= _MIN_BATCH else ()
-        code_slots = pickler._code_slots
-        for position, code in enumerate(table.codes):
-            if position not in taken:
-                code_slots[id(code)] = (code, table, position)
-        if len(batch.names) >= _MIN_BATCH:
-            prefix = None
-            if type(cls) is type and kwds is None and _plain_creation(bases):
-                prefix = _constant_prefix(order, attrs, batch)
-            if prefix is None:
-                state_attrs = batch.state(order, attrs)
-            else:
-                # The class statement's own namespace: type() then builds the
-                # class with its methods at once, instead of one setattr each.
-                namespace_order = list(namespace) + prefix
-                namespace.update((name, attrs.pop(name)) for name in prefix if name in attrs)
-                namespace = batch.state(namespace_order, namespace)
-                state_attrs = attrs
-                if not fglobals_disjoint(batch):
-                    # Globals may hold the class itself: filled in the state,
-                    # once the class exists.
-                    state_attrs = Call(operator.getitem, ((attrs, BatchGlobals(batch)), 0))
-        elif batch.names:  # too few to pay for the batch's own bytes and calls
-            attrs = {name: attrs[name] if name in attrs else clsdict[name] for name in order}
-            state_attrs = attrs
+        namespace, state_attrs = _place_methods(pickler, cls, batch, namespace, attrs, order,
+                                                bases, kwds)
     args = (type(cls), cls.__name__, bases, namespace, key)
     if kwds:
         args += (kwds,)

@@ -44,6 +44,28 @@ class _Globals:
         self.target: dict = {} if name is None else {"__name__": name}
         self.planned: set[str] = set(self.target)
 
+    def fill(self, names) -> Call | None:
+        """The effect that puts in ``target`` those of ``names`` not planned yet
+        (and defined in the module), or None."""
+        source, planned = self.source, self.planned
+        missing = [n for n in names if n not in planned and n in source]
+        if not missing:
+            return None
+        missing.sort()  # deterministic payload bytes whatever the hash seed
+        planned.update(missing)
+        return Call(_dict_update, (self.target, {n: stable(source[n]) for n in missing}))
+
+    def with_builtins(self) -> dict:
+        """``target``, holding ``__builtins__``: for globals given to
+        ``types.FunctionType`` directly (no reconstructor adds it at load),
+        since 3.12+ C code that imports (``Generic[T]``) reads it from the
+        calling function's globals."""
+        target = self.target
+        if "__builtins__" not in target:
+            target["__builtins__"] = builtins
+            self.planned.add("__builtins__")
+        return target
+
 
 def _annotation_names(annotations: dict) -> set[str]:
     """Globals that string annotations (PEP 563) mention, for get_type_hints."""
@@ -103,13 +125,10 @@ def reduce_function(pickler, func: types.FunctionType):
         shared = pickler._globals_by_id.get(id(fglobals))  # _shared_globals, inlined
         if shared is None:
             shared = pickler._globals_by_id[id(fglobals)] = _Globals(fglobals)
-        planned = shared.planned
-        # (no list comprehension without names: building one costs more than a closure's reduce)
-        missing = [n for n in names if n not in planned and n in fglobals] if names else None
-        if missing:
-            missing.sort()  # deterministic payload bytes whatever the hash seed
-            planned.update(missing)
-            effects.append(Call(_dict_update, (shared.target, {n: stable(fglobals[n]) for n in missing})))
+        if names:  # (no call without names: it costs more than a closure's reduce)
+            effect = shared.fill(names)
+            if effect is not None:
+                effects.append(effect)
 
     if closure is not None:
         cells_seen = pickler._cells_seen
@@ -161,9 +180,8 @@ def reduce_function(pickler, func: types.FunctionType):
         # called directly, on a code object the memo shares, loads about
         # twice as fast as a reconstructor call per closure.
         fn_globals = shared.target
-        if "__builtins__" not in fn_globals:
-            fn_globals["__builtins__"] = builtins  # (as in _reduce_tabled)
-            shared.planned.add("__builtins__")
+        if "__builtins__" not in fn_globals:  # (checked here first: a closure's hot path)
+            shared.with_builtins()
         args = (load, fn_globals, None, None, closure)
         if not effects and not attrs:
             return _FunctionType, args
@@ -187,19 +205,11 @@ def reduce_function(pickler, func: types.FunctionType):
 
 
 def _reduce_tabled(pickler, fglobals, shared, code_expr, closure, effects, attrs):
-    """The end of ``reduce_function`` for a method whose code is in its class's table.
-
-    ``types.FunctionType`` is called directly (no Python-level
-    reconstructor), so the globals must hold ``__builtins__`` themselves:
-    3.12+ C code that imports (``Generic[T]``) reads it from the calling
-    function's globals.
-    """
+    """The end of ``reduce_function`` for a method whose code is in its class's
+    table: ``types.FunctionType`` is called directly."""
     if shared is None:
         shared = _shared_globals(pickler, fglobals)
-    target = shared.target
-    if "__builtins__" not in target:
-        target["__builtins__"] = builtins
-        shared.planned.add("__builtins__")
+    target = shared.with_builtins()
     defaults = attrs.get("__defaults__")
     if defaults is not None and ATOMS.issuperset(map(type, defaults)):
         # Plain constants cannot refer back to the function: they go in the

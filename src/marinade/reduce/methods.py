@@ -27,12 +27,11 @@ out of the batch and set from the pickle memo instead.
 
 from __future__ import annotations
 
-import builtins
 import operator
 import types
 
 from .. import _compat
-from ._expr import Call, sequence, stable
+from ._expr import Call, sequence
 from .code import globals_used
 from .function import ATOMS, _shared_globals
 
@@ -127,13 +126,7 @@ def reduce_method_batch(pickler, batch: MethodBatch):
     and keeps that identity.
     """
     fglobals = batch.fglobals
-    shared = _shared_globals(pickler, fglobals)
-    target = shared.target
-    if "__builtins__" not in target:
-        # FunctionType is called directly: 3.12+ C code that imports reads
-        # __builtins__ from the calling function's globals.
-        target["__builtins__"] = builtins
-        shared.planned.add("__builtins__")
+    target = _shared_globals(pickler, fglobals).with_builtins()
     attrs = batch.attrs
     names, funcs, positions, defaults = batch.names, batch.funcs, batch.positions, batch.defaults
     late: dict = {}
@@ -179,15 +172,7 @@ def fglobals_disjoint(batch: MethodBatch) -> bool:
 
 
 def _globals_effect(pickler, batch: MethodBatch):
-    fglobals = batch.fglobals
-    shared = _shared_globals(pickler, fglobals)
-    planned = shared.planned
-    missing = [n for n in batch.used if n not in planned and n in fglobals]
-    if not missing:
-        return None
-    missing.sort()  # deterministic payload bytes whatever the hash seed
-    planned.update(missing)
-    return Call(_dict_update, (shared.target, {n: stable(fglobals[n]) for n in missing}))
+    return _shared_globals(pickler, batch.fglobals).fill(batch.used)
 
 
 class BatchGlobals:

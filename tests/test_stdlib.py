@@ -7,11 +7,13 @@ where the lock is.
 """
 
 import abc
+import functools
 import itertools
 import pickle
 import threading
 import types
 import warnings
+import weakref
 
 import pytest
 
@@ -294,3 +296,142 @@ def test_empty_and_unhashable_views_in_process():
     assert list(values) == [[1], [1]]
     proxy = pickle.loads(marinade.dumps(types.MappingProxyType({"k": {1, 2}})))
     assert dict(proxy) == {"k": {1, 2}}
+
+
+def test_more_objects_plain_pickle_refuses(tmp_path):
+    # Plain pickle refuses each of these, or loads it wrong (a copy of
+    # KW_ONLY; a CodecInfo its own reduce cannot rebuild). Weak references,
+    # Structs, cmp_to_key keys, CodecInfo and JSONDecoder fail with
+    # cloudpickle and dill too (benchmarks/bench_stdlib.py).
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            import codecs, dataclasses, functools, json, random, struct, weakref
+
+            class Node:
+                def __init__(self, name, parent=None):
+                    self.name = name
+                    self.parent = None if parent is None else weakref.ref(parent)
+                    self.children = []
+                    if parent is not None:
+                        parent.children.append(self)
+                def hello(self):
+                    return "hello " + self.name
+
+            class Loud(Node):
+                def hello(self):
+                    return super().hello().upper()
+
+            root = Node("root")
+            leaf = Node("leaf", root)
+            gone = weakref.ref(Node("gone"))
+
+            _KeysView = type({{}}.keys())  # a global naming an unnamed builtin type
+            _ListIterator = type(iter([]))
+
+            def kinds(x):
+                return isinstance(x, _KeysView), isinstance(x, _ListIterator)
+
+            def by_length(a, b):
+                return len(a) - len(b)
+
+            loud = Loud("loud")
+            obj = dict(
+                root=root, leaf=leaf, gone=gone, kinds=kinds,
+                header=struct.Struct("<HI"),
+                sort_key=functools.cmp_to_key(by_length),
+                one_key=functools.cmp_to_key(by_length)("abc"),
+                method=weakref.WeakMethod(loud.hello), loud=loud,
+                dead_method=weakref.WeakMethod(Loud("x").hello),
+                parent_view=super(Loud, loud), fromkeys=dict.__dict__["fromkeys"],
+                codec=codecs.lookup("utf-8"), rng=random.SystemRandom(),
+                decoder=json.JSONDecoder(object_pairs_hook=lambda pairs: pairs[::-1]),
+                kw_only=dataclasses.KW_ONLY,
+            )
+            {DUMP}
+        """,
+        consumer=f"""
+            import codecs, dataclasses, functools, gc, random, struct
+            {LOAD}
+            gc.collect()
+            root, leaf = obj["root"], obj["leaf"]
+            print(leaf.parent() is root, root.children[0] is leaf, obj["gone"]())
+            print(obj["kinds"]({{}}.keys()), obj["kinds"](iter([1])), obj["kinds"](1))
+            header = obj["header"]
+            print(type(header) is struct.Struct, header.unpack(header.pack(7, 9)), header.size)
+            print(sorted(["ccc", "a", "bb"], key=obj["sort_key"]),
+                  obj["one_key"] < obj["sort_key"]("abcd"))
+            print(obj["method"]() == obj["loud"].hello, obj["method"]()(),
+                  obj["dead_method"]())
+            print(obj["parent_view"].hello(), obj["fromkeys"].__get__(None, dict)("ab"))
+            print(obj["codec"] is codecs.lookup("utf-8"),
+                  type(obj["rng"]) is random.SystemRandom, 0 <= obj["rng"].random() < 1)
+            print(obj["decoder"].decode('{{"a": 1, "b": 2}}'),
+                  obj["kw_only"] is dataclasses.KW_ONLY)
+        """,
+    )
+    assert out.splitlines() == [
+        "True True None",
+        "(True, False) (False, True) (False, False)",
+        "True (7, 9) 6",
+        "['a', 'bb', 'ccc'] True",
+        "True HELLO LOUD None",
+        "hello loud {'a': None, 'b': None}",
+        "True True True",
+        "[('b', 2), ('a', 1)] True",
+    ]
+
+
+def test_every_unnamed_builtin_type_round_trips():
+    from marinade._pickler import _UNNAMED_TYPES
+
+    assert type({}.keys()) in _UNNAMED_TYPES and type(iter(())) in _UNNAMED_TYPES
+    for kind in _UNNAMED_TYPES:
+        with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
+            pickle.dumps(kind)  # else the table would be needless
+        assert pickle.loads(marinade.dumps(kind)) is kind
+
+
+def test_weak_references_keep_their_callbacks():
+    class Target:
+        pass
+
+    target = Target()
+    seen = []  # the callback appends to the payload's copy of this list
+    seen, ref = pickle.loads(marinade.dumps([seen, weakref.ref(target, seen.append)]))
+    # The payload held the only strong reference: the referent is gone once
+    # the load ends, and the callback ran for it.
+    assert ref() is None and seen == [ref]
+    seen = []
+    seen, kept, ref = pickle.loads(marinade.dumps([seen, target,
+                                                   weakref.ref(target, seen.append)]))
+    assert ref() is kept and seen == []
+    del kept
+    assert ref() is None and seen == [ref]
+    # Proxies: the referent is found behind the proxy, the callback kept.
+    seen = []
+    seen, kept, proxy = pickle.loads(marinade.dumps([seen, target,
+                                                     weakref.proxy(target, seen.append)]))
+    assert type(proxy) is weakref.ProxyType and proxy.__sizeof__.__self__ is kept
+    del kept
+    assert len(seen) == 1 and type(seen[0]) is weakref.ProxyType
+    dead = pickle.loads(marinade.dumps(weakref.proxy(Target())))
+    with pytest.raises(ReferenceError):
+        dead.anything
+    double = functools.partial(int, base=2)
+    _, call = pickle.loads(marinade.dumps([double, weakref.proxy(double)]))
+    assert type(call) is weakref.CallableProxyType and call("11") == 3
+    with pytest.raises(marinade.PicklingError, match="KeyedRef"):
+        marinade.dumps(weakref.KeyedRef(target, None, "k"))
+
+
+def test_json_decoder_and_codec_info_keep_their_options():
+    import codecs
+    import json
+
+    decoder = pickle.loads(marinade.dumps(json.JSONDecoder(strict=False, parse_int=str)))
+    assert decoder.decode('{"n": 12, "s": "a\\tb"}') == {"n": "12", "s": "a\tb"}
+    custom = codecs.CodecInfo(codecs.utf_8_encode, codecs.utf_8_decode, name="mine")
+    loaded = pickle.loads(marinade.dumps(custom))
+    assert loaded.name == "mine" and loaded.encode("é") == ("é".encode(), 1)
+    assert loaded is not custom and loaded._is_text_encoding == custom._is_text_encoding

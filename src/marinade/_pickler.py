@@ -72,6 +72,8 @@ _TYPES_ALIASES = {
     if isinstance(value, type) and value.__module__ == "builtins"
     and getattr(builtins, value.__qualname__, None) is not value
 }
+# Builtin types that neither builtins nor types names: type(sample).
+_UNNAMED_TYPES = stdlib.unnamed_builtin_types(_TYPES_ALIASES)
 
 _BASE_REDUCERS = {
     types.FunctionType: _reduce_function_or_ref,
@@ -137,6 +139,10 @@ def _fast_override(pickler: Pickler, shared: dict):
                 return pickler._reduce_type(obj)
             if own is None:
                 own = table = dict(shared)
+            late = stdlib.reducer_by_name(type(obj))
+            if late is not None:
+                own[type(obj)] = late
+                return late(pickler, obj)
             own[type(obj)] = False  # an ordinary instance: pickle's own __reduce_ex__
             return NotImplemented
         if reducer is False:
@@ -231,14 +237,17 @@ class Pickler(pickle.Pickler):
             return reducer(self, obj)
         if isinstance(obj, type):
             return self._reduce_type(obj)
-        return NotImplemented
+        late = stdlib.reducer_by_name(type(obj))
+        return NotImplemented if late is None else late(self, obj)
 
     def _reduce_type(self, cls: type):
         if not cls.__flags__ & _HEAPTYPE:
             # Builtin types: by name, through the ``types`` module for those
             # builtins does not name (function, cell, mappingproxy...).
             alias = _TYPES_ALIASES.get(cls)
-            return NotImplemented if alias is None else (getattr, (types, alias))
+            if alias is not None:
+                return getattr, (types, alias)
+            return _UNNAMED_TYPES.get(cls, NotImplemented)
         if lookup_by_reference(cls) is not None:
             return NotImplemented  # importable: pickle stores module + qualname
         return reduce_class(self, cls)

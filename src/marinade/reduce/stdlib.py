@@ -13,6 +13,8 @@ PicklingError, which names the path to them.
 from __future__ import annotations
 
 import abc
+import builtins
+import codecs
 import collections
 import functools
 import gc
@@ -20,6 +22,7 @@ import importlib
 import io
 import itertools
 import operator
+import struct
 import sys
 import types
 import weakref
@@ -323,6 +326,189 @@ def reduce_memoryview(pickler, obj):
     return memoryview, (buffer,)
 
 
+# -- builtin types that no module names -----------------------------------------
+# dict_keys, list_iterator... exist only as type(some instance): pickled as
+# ``type(sample)`` with a small sample built by stdlib callables, so that a
+# function whose globals hold such a type (``_KeysView = type({}.keys())``)
+# still travels.
+
+def _sample_calls() -> list:
+    odict = collections.OrderedDict
+    views = [Call(getattr(kind, name), (kind(),))
+             for kind in (dict, odict) for name in ("keys", "values", "items")]
+    # "\xe9" before "": ASCII strings have an iterator type of their own, and
+    # str_iterator must be named by a sample that makes a str_iterator.
+    iterables = [[], (), set(), "\xe9", "", b"", bytearray(), range(0), range(1 << 64), {},
+                 odict(), *views[1:3], Call(memoryview, (b"",)), list[int]]
+    reversibles = [[], {}, *views[1:3]]
+    return [*views, *(Call(iter, (x,)) for x in iterables),
+            *(Call(reversed, (x,)) for x in reversibles), Call(iter, (int, 1))]
+
+
+def _evaluate(value):
+    if type(value) is Call:
+        return value.func(*map(_evaluate, value.args))
+    return value
+
+
+def unnamed_builtin_types(named: dict) -> dict:
+    """type -> ``(type, (sample,))`` for builtin types missing from ``named``."""
+    table = {}
+    for call in _sample_calls():
+        try:
+            kind = type(_evaluate(call))
+        except TypeError:  # a sample this version cannot build
+            continue
+        if kind not in named and kind not in table and getattr(
+                builtins, kind.__name__, None) is not kind:
+            table[kind] = (type, (call,))
+    return table
+
+
+# -- more objects plain pickle refuses -------------------------------------------
+
+def reduce_super(pickler, obj):
+    if obj.__self__ is None:
+        return super, (obj.__thisclass__,)
+    return super, (obj.__thisclass__, obj.__self__)
+
+
+def reduce_method_of_namespace(pickler, obj):
+    # dict.__dict__["fromkeys"]: reading it through the class would bind it.
+    return operator.getitem, (obj.__objclass__.__dict__, obj.__name__)
+
+
+def reduce_struct(pickler, obj):
+    return struct.Struct, (obj.format,)
+
+
+def reduce_weakref(pickler, obj):
+    """A live reference is rebuilt around its referent, pickled strongly.
+
+    After load it lives as long as something else keeps the referent (the same
+    payload, typically: a tree's parent link). A dead one is rebuilt dead: its
+    referent is a set that the unpickler's memo alone holds. The callback of a
+    dead reference has run already, so it does not travel.
+    """
+    if type(obj) is not weakref.ref:
+        return NotImplemented  # subclasses (KeyedRef...) carry more state
+    referent = obj()
+    if referent is None:
+        return weakref.ref, (Call(set, ()),)
+    callback = obj.__callback__
+    return weakref.ref, (referent,) if callback is None else (referent, callback)
+
+
+def _weak_method_callback(obj):
+    # WeakMethod wraps the user's callback in a closure of its own.
+    wrapper = obj.__callback__
+    cells = dict(zip(wrapper.__code__.co_freevars, wrapper.__closure__ or ()))
+    cell = cells.get("callback")
+    return None if cell is None else cell.cell_contents
+
+
+def reduce_weak_method(pickler, obj):
+    method = obj()
+    if method is None:
+        # Dead: a method of a set only the unpickler's memo holds.
+        return weakref.WeakMethod, (Call(types.MethodType, (len, Call(set, ()))),)
+    callback = _weak_method_callback(obj)
+    return weakref.WeakMethod, (method,) if callback is None else (method, callback)
+
+
+def reduce_weak_proxy(pickler, obj):
+    """``weakref.proxy(referent[, callback])``, alive or dead like ``reduce_weakref``.
+
+    A proxy forwards every attribute to its referent, so the referent is found
+    as the ``__self__`` of its bound ``__sizeof__``, checked against the
+    address the proxy's own repr gives.
+    """
+    callable_proxy = type(obj) is weakref.CallableProxyType
+    try:
+        referent = obj.__sizeof__.__self__
+    except ReferenceError:
+        # Dead: a proxy of an object only the unpickler's memo holds.
+        temporary = Call(functools.partial, (len,)) if callable_proxy else Call(set, ())
+        return weakref.proxy, (temporary,)
+    except AttributeError:
+        return NotImplemented
+    if not repr(obj).endswith(f" at {id(referent):#x}>"):
+        return NotImplemented  # a __sizeof__ that is not the referent's own method
+    callback = gc.get_referents(obj)  # the callback is a proxy's only GC referent
+    return weakref.proxy, (referent, *callback[:1])
+
+
+def reduce_key_wrapper(pickler, obj):
+    """``functools.cmp_to_key(cmp)``, or one of its keys: ``cmp_to_key(cmp)(value)``."""
+    found = [x for x in gc.get_referents(obj) if x is not type(obj)]
+    if len(found) == 1:
+        return functools.cmp_to_key, (found[0],)
+    if len(found) == 2:
+        return operator.call, (Call(functools.cmp_to_key, (found[0],)), found[1])
+    return NotImplemented
+
+
+def reduce_codec_info(pickler, obj):
+    # Its default reduce passes 4 of the 7 constructor arguments and fails to load.
+    name = getattr(obj, "name", None)
+    if isinstance(name, str):
+        try:
+            if codecs.lookup(name) is obj:
+                return codecs.lookup, (name,)
+        except LookupError:
+            pass
+    fields = (obj.encode, obj.decode, obj.streamreader, obj.streamwriter,
+              getattr(obj, "incrementalencoder", None), getattr(obj, "incrementaldecoder", None),
+              name)
+    return codecs.CodecInfo, fields, {k: v for k, v in vars(obj).items()
+                                      if k not in ("name", "incrementalencoder",
+                                                   "incrementaldecoder")} or None
+
+
+def reduce_system_random(pickler, obj):
+    # No state to lose: the operating system's entropy source is its state
+    # (its __setstate__ refuses any, so nothing else travels either).
+    return type(obj), ()
+
+
+_JSON_DECODER_OPTIONS = ("object_hook", "parse_float", "parse_int", "parse_constant",
+                         "strict", "object_pairs_hook")
+
+
+def reduce_json_decoder(pickler, obj):
+    # Its scanner is a C object made from these options: rebuild from them,
+    # naming only those that differ from a default decoder's (the default
+    # parse_constant is a bound __getitem__ of json's private table).
+    default = type(obj)()
+    try:
+        options = {name: getattr(obj, name) for name in _JSON_DECODER_OPTIONS
+                   if getattr(obj, name) != getattr(default, name)}
+    except AttributeError:
+        return NotImplemented
+    if not options:
+        return type(obj), ()
+    return functools.partial(type(obj), **options), ()
+
+
+# Types of modules marinade does not import itself, found by name the first
+# time a dump meets one of their instances (see ``reducer_by_name``).
+_BY_NAME = {
+    ("random", "SystemRandom"): reduce_system_random,
+    ("json.decoder", "JSONDecoder"): reduce_json_decoder,
+}
+
+
+def reducer_by_name(kind: type):
+    """The reducer for ``kind`` if it is one of ``_BY_NAME``'s stdlib types, else None."""
+    reduce = _BY_NAME.get((kind.__module__, kind.__qualname__))
+    if reduce is None:
+        return None
+    module = sys.modules.get(kind.__module__)
+    if getattr(module, kind.__qualname__, None) is not kind:
+        return None  # a look-alike
+    return reduce
+
+
 def reducers() -> dict:
     table = {
         types.ModuleType: reduce_module,
@@ -342,6 +528,15 @@ def reducers() -> dict:
         io.TextIOWrapper: reduce_text_stream,
         itertools.count: reduce_count,
         memoryview: reduce_memoryview,
+        super: reduce_super,
+        types.ClassMethodDescriptorType: reduce_method_of_namespace,
+        struct.Struct: reduce_struct,
+        weakref.ref: reduce_weakref,
+        weakref.WeakMethod: reduce_weak_method,
+        weakref.ProxyType: reduce_weak_proxy,
+        weakref.CallableProxyType: reduce_weak_proxy,
+        type(functools.cmp_to_key(operator.eq)): reduce_key_wrapper,
+        codecs.CodecInfo: reduce_codec_info,
     }
     if _LRU_WRAPPER is not None:
         table[_LRU_WRAPPER] = reduce_lru_cache
@@ -356,7 +551,7 @@ def reducers() -> dict:
 # them (dataclasses.fields() filters on `f._field_type is _FIELD`).
 _SINGLETONS = {
     "dataclasses": ("MISSING", "_HAS_DEFAULT_FACTORY", "_FIELD", "_FIELD_CLASSVAR",
-                    "_FIELD_INITVAR"),
+                    "_FIELD_INITVAR", "KW_ONLY"),
 }
 
 

@@ -72,6 +72,11 @@ CODE_TOOLKIT = frozenset({
     "types.MethodType", "types.SimpleNamespace", "marshal.loads", "sys.version_info",
     "functools.partial", "functools.lru_cache", "functools.singledispatch",
     "functools.cached_property",
+    # Standard-library objects plain pickle refuses (reduce/stdlib.py): each
+    # builds one object from its arguments and runs no code of its own.
+    "builtins.iter", "builtins.reversed", "builtins.super", "builtins.memoryview",
+    "_struct.Struct", "weakref.ReferenceType", "weakref.WeakMethod", "_weakref.proxy", "functools.cmp_to_key",
+    "codecs.lookup", "codecs.CodecInfo", "random.SystemRandom", "json.decoder.JSONDecoder",
     # What classes shipped by value are made of: standard-library class
     # machinery that runs no command and evaluates no text.
     "builtins.len", "builtins.map", "builtins.zip", "abc.ABC", "abc.ABCMeta",

@@ -26,6 +26,7 @@ from .reduce import typing as typing_reducers
 from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
+from .reduce.exceptions import reduce_exception
 from .reduce.function import reduce_cell, reduce_function
 from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
@@ -108,6 +109,22 @@ def _current_reducers() -> dict:
     return table
 
 
+def _reducer_for_new_type(kind: type, user_table):
+    """The reducer for a type missing from the table, or None (pickle's own).
+
+    Asked once per type per dump: stdlib types of modules marinade does not
+    import, and exceptions (whose chain plain pickle drops), unless a
+    dispatch table has its own reducer for the exception class (tblib's
+    ``pickling_support.install()`` registers one per class in copyreg's).
+    """
+    reduce = stdlib.reducer_by_name(kind)
+    if reduce is None and issubclass(kind, BaseException):
+        if kind in copyreg.dispatch_table or (user_table is not None and kind in user_table):
+            return None
+        return reduce_exception
+    return reduce
+
+
 def _check_protocol(protocol: int | None) -> int:
     if protocol is None:
         return DEFAULT_PROTOCOL
@@ -139,7 +156,7 @@ def _fast_override(pickler: Pickler, shared: dict):
                 return pickler._reduce_type(obj)
             if own is None:
                 own = table = dict(shared)
-            late = stdlib.reducer_by_name(type(obj))
+            late = _reducer_for_new_type(type(obj), pickler._seen_dispatch_table)
             if late is not None:
                 own[type(obj)] = late
                 return late(pickler, obj)
@@ -237,7 +254,7 @@ class Pickler(pickle.Pickler):
             return reducer(self, obj)
         if isinstance(obj, type):
             return self._reduce_type(obj)
-        late = stdlib.reducer_by_name(type(obj))
+        late = _reducer_for_new_type(type(obj), _user_dispatch_table(self))
         return NotImplemented if late is None else late(self, obj)
 
     def _reduce_type(self, cls: type):

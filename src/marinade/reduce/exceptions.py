@@ -1,0 +1,72 @@
+"""Exceptions with their chain: ``__cause__``, ``__context__``, ``__suppress_context__``.
+
+``BaseException.__reduce__`` gives the class, ``args`` and ``__dict__``:
+plain pickle (and cloudpickle, and dill) drop the chain, so a worker's
+``raise LookupFailed(...) from error`` arrives without the error that
+explains it. marinade adds the chain to the BUILD state, which
+``BaseException.__setstate__`` applies with setattr: stdlib only at load.
+
+A link that cannot be pickled on its own (an exception holding a socket in
+its args, say) is left out, as plain pickle leaves out every link, rather
+than making the whole payload fail.
+"""
+
+from __future__ import annotations
+
+_CHAIN = ("__cause__", "__context__")
+_setstate = BaseException.__setstate__
+
+
+class _Sink:
+    """A file that forgets what it is given (trial pickling)."""
+
+    __slots__ = ()
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+def _pickles(pickler, link) -> bool:
+    """Does ``link`` pickle on its own, with the options ``pickler`` has?"""
+    if getattr(pickler, "_trial", False):
+        return True  # inside a trial: every link counts, strictly
+    from .._pickler import Pickler  # (a cycle at import time)
+
+    trial = Pickler(_Sink(), getattr(pickler, "_protocol", None),
+                    standalone=getattr(pickler, "_standalone_state", None) is not None,
+                    portable=getattr(pickler, "_portable_state", None) is not None)
+    trial._trial = True
+    try:
+        trial.dump(link)
+    except Exception:
+        return False
+    return True
+
+
+def chain_state(pickler, exc: BaseException) -> dict:
+    """The chain attributes of ``exc`` worth sending (set, and picklable)."""
+    extra = {}
+    for name in _CHAIN:
+        link = getattr(exc, name)
+        if link is not None and _pickles(pickler, link):
+            extra[name] = link
+    if extra:
+        # Last: setting __cause__ turns it on, whatever the original says.
+        extra["__suppress_context__"] = exc.__suppress_context__
+    return extra
+
+
+def reduce_exception(pickler, exc: BaseException):
+    if type(exc).__setstate__ is not _setstate or (
+            exc.__cause__ is None and exc.__context__ is None):
+        return NotImplemented  # nothing to add, or a class that reads its own state
+    reduced = exc.__reduce_ex__(getattr(pickler, "_protocol", 2))
+    if type(reduced) is not tuple or len(reduced) < 2:
+        return NotImplemented
+    state = reduced[2] if len(reduced) > 2 else None
+    if state is not None and type(state) is not dict:
+        return NotImplemented
+    extra = chain_state(pickler, exc)
+    if not extra:
+        return NotImplemented
+    return (reduced[0], reduced[1], {**(state or {}), **extra}, *reduced[3:])

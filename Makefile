@@ -4,6 +4,7 @@
 #   make test     run pytest under every venv (PYTEST_ARGS passed through)
 #   make demo     run examples/demo.py with the first interpreter's venv
 #   make bench    run benchmarks/run_all.py with the 3.11 venv (JSON + docs/benchmarks.svg)
+#                 and bench_stdlib.py (the table in docs/supported-types.md)
 #   make lint     ruff check src tests benchmarks
 #   make clean    remove .venv and caches
 #
@@ -70,7 +71,8 @@ demo: venv-first
 bench: venv-bench
 	@unset PYTHONPATH; $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/run_all.py \
 	  --json benchmarks/results.json && \
-	  $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/chart.py benchmarks/results.json
+	  $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/chart.py benchmarks/results.json && \
+	  $(VENV_DIR)/$(BENCH_TAG)/bin/python benchmarks/bench_stdlib.py --write-docs
 
 lint: venv-first
 	$(VENV_DIR)/$(FIRST_TAG)/bin/ruff check src tests $(wildcard benchmarks)

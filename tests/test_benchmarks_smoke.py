@@ -48,3 +48,23 @@ def test_quick_run_reports_every_workload_and_renders(tmp_path):
     bars = [r for r in document.getElementsByTagName("rect") if r.getElementsByTagName("title")]
     timed = [c for c in cases if c["op"] != "size" and "cloudpickle" in c["median_seconds"]]
     assert len(bars) >= 2 * len(timed)  # marinade and cloudpickle at least, per timed case
+
+
+def test_stdlib_survey_runs_cross_process_and_judges_results(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_stdlib
+    finally:
+        sys.path.remove(str(BENCH))
+    cases = [case for case in bench_stdlib.CASES
+             if case[1] in ("`struct.Struct`", "`threading.Lock` (refused by marinade: local state)")]
+    # A check that is false must count as a failure even though the load works.
+    cases.append(("test", "wrong on purpose", "1", "obj == 2"))
+    found = bench_stdlib.survey(("pickle", "marinade", "marinade standalone"), cases)
+    assert found["marinade"]["`struct.Struct`"] == ("ok", "")
+    assert found["marinade standalone"]["`struct.Struct`"] == ("ok", "")
+    assert found["pickle"]["`struct.Struct`"][0] == "dumps"
+    assert found["marinade"]["`threading.Lock` (refused by marinade: local state)"][0] == "dumps"
+    assert found["marinade"]["wrong on purpose"][0] == "check"
+    table = bench_stdlib.markdown(found, cases)
+    assert table.splitlines()[-1] == "| **of 3** | **0** | **1** | **1** |"

@@ -1,11 +1,15 @@
-"""Exceptions keep their chain (``__cause__``, ``__context__``, suppression).
+"""Exceptions keep their chain (``__cause__``, ``__context__``, suppression)
+and their traceback.
 
 Plain pickle, cloudpickle and dill send ``args`` and ``__dict__`` only: a
-worker's ``raise Failed(...) from error`` arrives without ``error``.
+worker's ``raise Failed(...) from error`` arrives without ``error``, and
+without the place it happened.
 """
 
 import pickle
+import textwrap
 import threading
+import traceback
 
 import marinade
 
@@ -157,3 +161,104 @@ def test_reducers_registered_for_an_exception_class_win():
         del copyreg.dispatch_table[Registered]
     assert loaded.args == ("from the registered reducer",) and loaded.__context__ is None
     assert repr(pickle.loads(marinade.dumps(exc)).__context__) == "KeyError('k')"
+
+
+TRACEBACK_PRODUCER = """
+    import sys
+
+    def parse(text):
+        return int(text)  # fails here
+
+    class Loader:
+        def load(self, text):
+            try:
+                return parse(text)
+            except ValueError as error:
+                raise LookupError("cannot load " + text) from error
+
+    try:
+        Loader().load("x")
+    except LookupError as error:
+        exc = error
+
+    def frames(tb):
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            yield code.co_filename, code.co_qualname, tb.tb_lineno
+            tb = tb.tb_next
+
+    # What the consumer must find, as seen here.
+    obj = {"exc": exc, "expected": [list(frames(exc.__traceback__)),
+                                    list(frames(exc.__cause__.__traceback__))]}
+"""
+
+TRACEBACK_CONSUMER = """
+    import traceback
+    exc, expected = obj["exc"], obj["expected"]
+
+    def frames(tb):
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            yield code.co_filename, code.co_qualname, tb.tb_lineno
+            tb = tb.tb_next
+
+    print([list(frames(exc.__traceback__)), list(frames(exc.__cause__.__traceback__))]
+          == expected, len(expected[0]), len(expected[1]))
+    summary = traceback.extract_tb(exc.__cause__.__traceback__)
+    print([(f.name, f.line) for f in summary])
+    text = "".join(traceback.format_exception(exc))
+    print("in Loader.load" in text or "in load" in text, "direct cause" in text)
+    frame = exc.__traceback__.tb_next.tb_frame
+    print(frame.f_globals["__name__"], frame.f_locals, frame.f_lineno == expected[0][1][2])
+"""
+
+
+def test_tracebacks_travel_to_a_fresh_process(tmp_path):
+    out = run_roundtrip(tmp_path, producer=TRACEBACK_PRODUCER + f"\n    {DUMP}\n",
+                        consumer=f"    {LOAD}\n" + TRACEBACK_CONSUMER)
+    # The producer script is in the payload's file names and is readable
+    # from the consumer's folder too (same machine): source lines show up.
+    assert out.splitlines() == [
+        "True 2 2",
+        "[('load', 'return parse(text)'), ('parse', 'return int(text)  # fails here')]",
+        "True True",
+        "__main__ {} True",
+    ]
+
+
+def test_tracebacks_in_standalone_payloads(tmp_path):
+    from test_standalone import roundtrip
+
+    consumer = textwrap.dedent(TRACEBACK_CONSUMER).replace("exc, expected = obj",
+                                                           "obj = load()\nexc, expected = obj")
+    out = roundtrip(tmp_path, producer=textwrap.dedent(TRACEBACK_PRODUCER), consumer=consumer)
+    # Shipped by value, the reconstructor has no line table: the frames'
+    # f_lineno is None there (tb_lineno, which tracebacks use, is right).
+    assert out.splitlines()[0] == "True 2 2"
+    assert out.splitlines()[3] == "__main__ {} False"
+
+
+def test_tracebacks_are_data_for_restricted_loading(monkeypatch):
+    import copyreg
+    import types
+
+    # tblib (which dask installs) registers reducers in copyreg for tracebacks
+    # and for every exception class that existed then.
+    for kind in (types.TracebackType, KeyError):
+        monkeypatch.delitem(copyreg.dispatch_table, kind, raising=False)
+
+    def fail():
+        raise KeyError("k")
+
+    try:
+        fail()
+    except KeyError as error:
+        exc = error
+    payload = marinade.dumps(exc)
+    loaded = marinade.loads(payload, allow=[KeyError])  # unsigned: it carries no code
+    assert [f.name for f in traceback.extract_tb(loaded.__traceback__)] == [
+        "test_tracebacks_are_data_for_restricted_loading", "fail"]
+    assert pickle.loads(marinade.dumps(exc.__traceback__)).tb_lineno == \
+        exc.__traceback__.tb_lineno
+    portable = pickle.loads(marinade.dumps(exc, portable=True))
+    assert traceback.extract_tb(portable.__traceback__)[-1].name == "fail"

@@ -31,6 +31,12 @@ if "gen" in o:
     print(list(o["gen"]))
 if hasattr(o["Square"], "grow"):  # generation 3 on
     print(o["Square"](3).grow().area(), type(o["square"].grow()) is o["Square"])
+if "error" in o and o["error"].__traceback__ is not None:  # generation 5 on
+    import traceback
+    e = o["error"]
+    print(type(e).__name__, type(e.__cause__).__name__,
+          [f.name for f in traceback.extract_tb(e.__traceback__)],
+          [f.name for f in traceback.extract_tb(e.__cause__.__traceback__)])
 """
 EXPECTED = ["6 12 13", "square Square:4x9 square Square:4x6 True", "True Point(x=1, y=0)"]
 
@@ -66,6 +72,8 @@ def test_golden_payloads_of_this_version_load(tmp_path, mode, path):
     expected = EXPECTED + (["[3, 2, 1]"] if mode == "default" else [])
     if _generation(path) >= 3:
         expected.append("16 True")
+    if _generation(path) >= 5:
+        expected.append("LookupError ValueError ['caught', 'fail'] ['fail']")
     assert proc.stdout.split("\n")[:len(expected)] == expected
 
 

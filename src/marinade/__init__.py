@@ -15,7 +15,7 @@ from ._pickler import DEFAULT_PROTOCOL, Pickler, dump, dumps, load, loads
 
 CloudPickler = Pickler  # for code written against cloudpickle's API
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "DEFAULT_PROTOCOL",

@@ -26,7 +26,7 @@ from .reduce import typing as typing_reducers
 from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
-from .reduce.exceptions import reduce_exception
+from .reduce.exceptions import reduce_exception, reduce_traceback
 from .reduce.function import reduce_cell, reduce_function
 from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
@@ -84,6 +84,7 @@ _BASE_REDUCERS = {
     type: _reduce_plain_type,
     MethodBatch: reduce_method_batch,
     BatchGlobals: reduce_batch_globals,
+    types.TracebackType: reduce_traceback,
     **stdlib.reducers(),
     **typing_reducers.reducers(),
     **_frame_reducers(),

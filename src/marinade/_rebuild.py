@@ -335,3 +335,37 @@ def load_kit(names, defaults, data, tag):
             kit[name] = namespace[name] = types.FunctionType(code, namespace, name, func_defaults)
         kit = kits.__dict__.setdefault(data, kit)
     return kit
+
+
+def traceback(entries):
+    """A traceback rebuilt from ``(filename, name, qualname, module, lineno)``
+    entries, outermost call first (since 0.4).
+
+    For printing and inspection where the exception lands: each frame is the
+    unstarted frame of an empty generator whose code carries the entry's
+    file, function and line, in globals holding only ``__name__``. No code of
+    the payload runs, and the frames have no local variables. Standalone
+    payloads ship this function by value, so it uses only local imports.
+    """
+    import types
+
+    def frame_stub():
+        yield
+
+    stub = frame_stub.__code__
+    # Where an unstarted frame says it stands, relative to its code's first
+    # line (the def line or the next, depending on the CPython version). None
+    # when shipped by value: standalone payloads drop line tables, and the
+    # frames' f_lineno is None then (tb_lineno, which tracebacks print, is set).
+    probe = frame_stub().gi_frame.f_lineno
+    shift = 0 if probe is None else probe - stub.co_firstlineno
+    namespaces = {}
+    tb = None
+    for filename, name, qualname, module, lineno in reversed(entries):
+        code = stub.replace(co_filename=filename, co_name=name, co_qualname=qualname,
+                            co_firstlineno=max(lineno - shift, 1))
+        namespace = namespaces.get(module)
+        if namespace is None:
+            namespace = namespaces[module] = {"__name__": module}
+        tb = types.TracebackType(tb, types.FunctionType(code, namespace)().gi_frame, -1, lineno)
+    return tb

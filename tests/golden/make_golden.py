@@ -69,6 +69,20 @@ def countdown(n):
         n -= 1
 
 
+def fail(text):
+    try:
+        return int(text)
+    except ValueError as error:
+        raise LookupError(text) from error
+
+
+def caught():
+    try:
+        fail("x")
+    except LookupError as error:
+        return error
+
+
 def objects():
     counter = make_counter(10)
     counter()
@@ -76,15 +90,16 @@ def objects():
     next(gen)
     return {"lambda": lambda x: x * SCALE, "counter": counter, "Square": Square,
             "square": Square(2), "red": Color.RED, "Color": Color, "point": Point(1),
-            "gen": gen}
+            "gen": gen, "error": caught()}
 
 
 # Each format generation adds files; existing files are never rewritten.
 # 1: the first format. 2: class methods as one code table (load_code_table).
 # 3: plain methods made by one map(types.FunctionType, ...) (reduce/methods.py).
 # 4: standalone class reconstructors as one kit (_rebuild.load_kit).
+# 5: exceptions with their chain and traceback (_rebuild.traceback).
 GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone"),
-               3: ("default", "standalone"), 4: ("standalone",)}
+               3: ("default", "standalone"), 4: ("standalone",), 5: ("default", "standalone")}
 OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
 
 

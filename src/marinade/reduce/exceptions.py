@@ -1,4 +1,5 @@
-"""Exceptions with their chain: ``__cause__``, ``__context__``, ``__suppress_context__``.
+"""Exceptions with their chain (``__cause__``, ``__context__``,
+``__suppress_context__``) and their traceback.
 
 ``BaseException.__reduce__`` gives the class, ``args`` and ``__dict__``:
 plain pickle (and cloudpickle, and dill) drop the chain, so a worker's
@@ -9,9 +10,20 @@ explains it. marinade adds the chain to the BUILD state, which
 A link that cannot be pickled on its own (an exception holding a socket in
 its args, say) is left out, as plain pickle leaves out every link, rather
 than making the whole payload fail.
+
+A traceback travels as data, the file, function and line of each frame, and
+comes back as real traceback objects over empty frames
+(``_rebuild.traceback``): ``traceback.print_exception`` and
+``traceback.extract_tb`` show where the error happened; the frames' locals
+stay behind.
 """
 
 from __future__ import annotations
+
+import copyreg
+import types
+
+from .. import _rebuild
 
 _CHAIN = ("__cause__", "__context__")
 _setstate = BaseException.__setstate__
@@ -46,11 +58,13 @@ def _pickles(pickler, link) -> bool:
 def chain_state(pickler, exc: BaseException) -> dict:
     """The chain attributes of ``exc`` worth sending (set, and picklable)."""
     extra = {}
+    if exc.__traceback__ is not None:
+        extra["__traceback__"] = exc.__traceback__
     for name in _CHAIN:
         link = getattr(exc, name)
         if link is not None and _pickles(pickler, link):
             extra[name] = link
-    if extra:
+    if "__cause__" in extra or "__context__" in extra:
         # Last: setting __cause__ turns it on, whatever the original says.
         extra["__suppress_context__"] = exc.__suppress_context__
     return extra
@@ -58,7 +72,7 @@ def chain_state(pickler, exc: BaseException) -> dict:
 
 def reduce_exception(pickler, exc: BaseException):
     if type(exc).__setstate__ is not _setstate or (
-            exc.__cause__ is None and exc.__context__ is None):
+            exc.__cause__ is None and exc.__context__ is None and exc.__traceback__ is None):
         return NotImplemented  # nothing to add, or a class that reads its own state
     reduced = exc.__reduce_ex__(getattr(pickler, "_protocol", 2))
     if type(reduced) is not tuple or len(reduced) < 2:
@@ -70,3 +84,23 @@ def reduce_exception(pickler, exc: BaseException):
     if not extra:
         return NotImplemented
     return (reduced[0], reduced[1], {**(state or {}), **extra}, *reduced[3:])
+
+
+def traceback_entries(tb) -> tuple:
+    """``(filename, name, qualname, module, lineno)`` per frame of ``tb``, outermost first."""
+    entries = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        module = tb.tb_frame.f_globals.get("__name__")
+        lineno = tb.tb_lineno
+        entries.append((code.co_filename, code.co_name, code.co_qualname,
+                        module if type(module) is str else None,
+                        lineno if type(lineno) is int else 0))
+        tb = tb.tb_next
+    return tuple(entries)
+
+
+def reduce_traceback(pickler, tb):
+    if types.TracebackType in copyreg.dispatch_table:
+        return NotImplemented  # tblib's (or another) registered reducer
+    return _rebuild.traceback, (traceback_entries(tb),)

@@ -54,6 +54,8 @@ RECONSTRUCTORS = frozenset({
     "marinade._rebuild.rebuild_class", "marinade._rebuild.set_class_state",
     "marinade._rebuild.enum_member", "marinade._rebuild.shared_object",
     "marinade._rebuild.load_kit",
+    # Data only: builds frames from a fixed empty generator, runs nothing given.
+    "marinade._rebuild.traceback",
     "marinade.frames.restore.new_generator", "marinade.frames.restore.set_frame_state",
     "marinade.frames.restore.finished_generator", "marinade._rebuild_portable.code",
     "marinade._rebuild_portable.function", "marinade._rebuild_portable.set_class_state",

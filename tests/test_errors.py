@@ -11,6 +11,7 @@ import struct
 import sys
 import textwrap
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,12 @@ def test_paths_through_containers_and_wrappers():
         ({"k" * 100: lock}, "obj['" + "k" * 36 + "...]"),
         (functools.partial(print, sep=lock), "obj.keywords['sep']"),
         (property(lambda self: lock), "obj.fget.__closure__[0].cell_contents"),
+        (ValueError("bad", lock), "obj.args[1]"),
+        (weakref.ref(bag), "obj().extra"),
     ]
+    failing = KeyError("k")
+    failing.detail = {"guard": lock}
+    cases.append((failing, "obj.detail['guard']"))
     for obj, path in cases:
         with pytest.raises(marinade.PicklingError) as info:
             marinade.dumps(obj)

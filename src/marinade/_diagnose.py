@@ -16,6 +16,7 @@ import io
 import pickle
 import sys
 import types
+import weakref
 
 PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, ValueError,
                      NotImplementedError)
@@ -179,6 +180,14 @@ def _children(obj, pickler, protocol) -> list:
             return [(".cell_contents", obj.cell_contents)]
         except ValueError:
             return []
+    if isinstance(obj, BaseException):
+        found = [(f".args[{i}]", a) for i, a in enumerate(obj.args)]
+        found.extend((f".{k}", v) for k, v in getattr(obj, "__dict__", {}).items())
+        return found + [(f".{name}", getattr(obj, name)) for name in
+                        ("__cause__", "__context__") if getattr(obj, name) is not None]
+    if kind is weakref.ref or kind is weakref.WeakMethod:
+        referent = obj()
+        return [] if referent is None else [("()", referent)]
 
     reduced = _reduce(obj, pickler, protocol)
     if reduced is None:

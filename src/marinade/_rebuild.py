@@ -96,13 +96,16 @@ def function(data, tag, globals, closure=None):
     ``globals`` is the (shared, later filled) globals dict, or for a function
     that uses no globals just its module name.
     """
+    # C code that imports (PyImport_Import: ``Generic[T]`` on 3.12+) reads
+    # ``__builtins__`` from the globals of the Python function calling it.
     if type(globals) is str:
-        globals = {"__name__": globals}
-    if "__builtins__" not in globals:
-        # C code that imports (PyImport_Import: ``Generic[T]`` on 3.12+) reads
-        # ``__builtins__`` from the globals of the Python function calling it.
+        globals = {"__name__": globals, "__builtins__": sys.modules["builtins"]}
+    elif "__builtins__" not in globals:
         globals["__builtins__"] = sys.modules["builtins"]
-    return types.FunctionType(load_code(data, tag), globals, None, None, closure)
+    code = _code_cache.get(data)  # load_code's hit path, inlined: the lambda load hot path
+    if code is None or tag != _HERE:
+        code = load_code(data, tag)
+    return types.FunctionType(code, globals, None, None, closure)
 
 
 def cell(*contents):

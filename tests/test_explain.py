@@ -82,6 +82,9 @@ def test_importable_objects_are_by_reference_and_not_expanded():
     e = marinade.explain(os.path.join)
     assert e.root.decision == "by reference" and e.root.children == []
     assert e.root.size == len(marinade.dumps(os.path.join))
+    e = marinade.explain(type({}.keys()))  # no module names it: pickled as type(sample)
+    assert e.root.decision == "by reference"
+    assert e.root.detail == "type of a sample: type(dict.keys({}))"
 
 
 def test_classes_and_containers():

@@ -160,11 +160,33 @@ def _decision(obj) -> tuple[str, str]:
         return "by reference", f"import {obj.__name__}"
     if isinstance(obj, (types.FunctionType, type)):
         ref = _lookup.lookup_by_reference(obj)
+        if ref is None and isinstance(obj, type) and obj in _unnamed_types():
+            return "by reference", f"type of a sample: type({_sample_text(obj)})"
         if ref is not None or (isinstance(obj, type) and not obj.__flags__ & (1 << 9)):
             where = ref or (obj.__module__, obj.__qualname__)
             return "by reference", f"{where[0]}.{where[1]}"
         return "by value", ""
     return "data", ""
+
+
+def _unnamed_types() -> dict:
+    from .._pickler import _UNNAMED_TYPES  # (a cycle at import time)
+
+    return _UNNAMED_TYPES
+
+
+def _sample_text(kind: type) -> str:
+    """``dict.keys({})`` for the sample expression of an unnamed builtin type."""
+    from ..reduce._expr import Call
+
+    def text(value) -> str:
+        if type(value) is Call:
+            func = value.func
+            name = getattr(func, "__qualname__", None) or repr(func)
+            return f"{name}({', '.join(map(text, value.args))})"
+        return repr(value)
+
+    return text(_unnamed_types()[kind][1][0])
 
 
 class _Walker:

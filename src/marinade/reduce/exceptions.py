@@ -64,7 +64,7 @@ def chain_state(pickler, exc: BaseException) -> dict:
         link = getattr(exc, name)
         if link is not None and _pickles(pickler, link):
             extra[name] = link
-    if "__cause__" in extra or "__context__" in extra:
+    if exc.__suppress_context__ or "__cause__" in extra or "__context__" in extra:
         # Last: setting __cause__ turns it on, whatever the original says.
         extra["__suppress_context__"] = exc.__suppress_context__
     return extra
@@ -72,7 +72,8 @@ def chain_state(pickler, exc: BaseException) -> dict:
 
 def reduce_exception(pickler, exc: BaseException):
     if type(exc).__setstate__ is not _setstate or (
-            exc.__cause__ is None and exc.__context__ is None and exc.__traceback__ is None):
+            exc.__cause__ is None and exc.__context__ is None and exc.__traceback__ is None
+            and not exc.__suppress_context__):
         return NotImplemented  # nothing to add, or a class that reads its own state
     reduced = exc.__reduce_ex__(getattr(pickler, "_protocol", 2))
     if type(reduced) is not tuple or len(reduced) < 2:

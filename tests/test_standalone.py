@@ -304,6 +304,31 @@ def test_reconstructor_kit_is_made_once_per_process(tmp_path):
     assert out == "first second 1 True ['rebuild_class', 'set_class_state'] marinade._rebuild"
 
 
+def test_a_class_code_table_is_unmarshalled_once_per_process(tmp_path):
+    """Loading a class again (another payload, another load) finds its code
+    table kept beside the kit, as default payloads find theirs in marinade."""
+    producer = """
+        import os, marinade
+
+        class Shape:
+            def area(self):
+                return 6
+
+        with open(os.environ["MARINADE_PAYLOAD"] + "2", "wb") as f:
+            f.write(marinade.dumps([Shape, Shape()], standalone=True))
+        obj = Shape
+    """
+    out = roundtrip(tmp_path, producer, """
+        first = load()
+        second, instance = load(os.environ["MARINADE_PAYLOAD"] + "2")
+        third = load()
+        tables = vars(sys.modules["marinade._kits"])["code tables"]
+        (table,) = tables.values()
+        print(first is second is third, instance.area(), first.area.__code__ is table[0])
+    """)
+    assert out == "True 6 True"
+
+
 def test_a_kit_from_elsewhere_is_read_as_shipped_code():
     """Inspection vouches for this marinade's kit only; another kit's functions
     are analysed like any shipped code (and calling them is reported)."""

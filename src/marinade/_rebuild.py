@@ -340,6 +340,27 @@ def load_kit(names, defaults, data, tag):
     return kit
 
 
+def _kit_code_table(data):
+    """A class's code table in a standalone payload, loaded through the kit.
+
+    ``marshal.loads`` once per process for given bytes, as ``load_code_table``
+    does for default payloads (a class loaded again costs a dict lookup). The
+    cache lives beside the kits in ``sys.modules["marinade._kits"]``. No
+    version check of its own: ``load_kit`` refuses a kit from another CPython
+    version, and kit and table come from one dump. (Shipped in every
+    standalone payload with a class: kept short.)
+    """
+    cache = sys.modules["marinade._kits"].__dict__.setdefault("code tables", {})
+    codes = cache.get(data)
+    if codes is None:
+        if len(cache) > 511:
+            cache.clear()
+        import marshal
+
+        codes = cache[data] = marshal.loads(data)
+    return codes
+
+
 def traceback(entries):
     """A traceback rebuilt from ``(filename, name, qualname, module, lineno)``
     entries, outermost call first (since 0.4).

@@ -10,8 +10,9 @@ produce, so both modes share one set of reducers:
 - ``_rebuild.function(data, tag, globals, closure)`` becomes
   ``types.FunctionType(<code>, globals, None, None, closure)``;
 - ``_rebuild.cell(*contents)`` becomes ``types.CellType(*contents)``;
-- ``_rebuild.load_code(data, tag)`` and ``_rebuild.load_code_table(data, tag)``
-  become ``<guarded marshal.loads>(data)``;
+- ``_rebuild.load_code(data, tag)`` becomes ``<guarded marshal.loads>(data)``,
+  and ``_rebuild.load_code_table(data, tag)`` (a class's methods) the kit's
+  ``_kit_code_table(data)``, which keeps tables per process;
 - other ``_rebuild`` functions (``rebuild_class``, ``set_class_state``) are
   pickled by value, with the private helpers they use.
 
@@ -129,9 +130,13 @@ def rewrite(pickler, reduced):
         return (types.FunctionType, new_args) + reduced[2:]
     if func is _rebuild.cell:
         return (types.CellType,) + reduced[1:]
-    if func is _rebuild.load_code or func is _rebuild.load_code_table:
-        data = reduced[1][0]
-        return pickler._standalone_state.code(data).as_reduce()
+    if func is _rebuild.load_code_table:
+        # A class's table: the payload carries the kit anyway (rebuild_class),
+        # whose loader keeps tables per process; the kit's version check
+        # stands for the guard.
+        return _rebuild._kit_code_table, (reduced[1][0],)
+    if func is _rebuild.load_code:
+        return pickler._standalone_state.code(reduced[1][0]).as_reduce()
     return reduced
 
 
@@ -201,7 +206,7 @@ def _reduce_shipped(pickler, func):
 # The class machinery of marinade._rebuild, and everything it uses: what a
 # standalone payload with a class needs. (enum_member and shared_object, needed
 # less often, travel alone, by value; shared_object takes _registry from the kit.)
-_KIT_ROOTS = ("rebuild_class", "set_class_state")
+_KIT_ROOTS = ("rebuild_class", "set_class_state", "_kit_code_table")
 # What load_kit puts in the kit's namespace besides the functions and builtins.
 _KIT_MODULES = frozenset({"sys", "__name__"})
 _kit: tuple | None = None

@@ -97,7 +97,8 @@ def objects():
 # 1: the first format. 2: class methods as one code table (load_code_table).
 # 3: plain methods made by one map(types.FunctionType, ...) (reduce/methods.py).
 # 4: standalone class reconstructors as one kit (_rebuild.load_kit).
-# 5: exceptions with their chain and traceback (_rebuild.traceback).
+# 5: exceptions with their chain and traceback (_rebuild.traceback); in
+#    standalone payloads, class code tables loaded through the kit.
 GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone"),
                3: ("default", "standalone"), 4: ("standalone",), 5: ("default", "standalone")}
 OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}

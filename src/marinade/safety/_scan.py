@@ -2192,6 +2192,14 @@ def _h_load_code_table(self: Scanner, func, args, pos):
                        _tag(args[1]) if len(args) > 1 else None, pos)
 
 
+def _h_kit_code_table(self: Scanner, func, args, pos):
+    """``_kit_code_table(data)`` of this marinade's kit (vouched for, so made
+    by this CPython): ``load_code_table`` without the tag."""
+    from .._compat import CODE_TAG
+
+    return _code_table(self, bytes_of(args[0]) if args else None, CODE_TAG, pos)
+
+
 def _code_table(self: Scanner, data, tag, pos):
     if data is None:
         self.flag(_rules.DANGER, "loads a code table inspection cannot read", pos)
@@ -2479,6 +2487,7 @@ _HANDLERS = {
     "marshal.loads": _h_marshal_loads,
     "marinade._rebuild.load_code": _h_load_code,
     "marinade._rebuild.load_code_table": _h_load_code_table,
+    "marinade._rebuild._kit_code_table": _h_kit_code_table,
     "marinade._rebuild.load_kit": _h_load_kit,
     "marinade._rebuild.function": _h_marinade_function,
     "types.FunctionType": _h_function_type,
@@ -2522,7 +2531,7 @@ _HANDLERS = {
 # them without a signature).
 CODE_MAKERS = frozenset({
     "marshal.loads", "marinade._rebuild.load_code", "marinade._rebuild.load_code_table",
-    "marinade._rebuild.function", "marinade._rebuild.load_kit",
+    "marinade._rebuild.function", "marinade._rebuild.load_kit", "marinade._rebuild._kit_code_table",
     "types.FunctionType", "types.LambdaType", "types.CodeType", "dill._dill._create_code",
     "cloudpickle.cloudpickle._make_function", "dill._dill._create_function",
     "marinade._rebuild.rebuild_class", "cloudpickle.cloudpickle._make_skeleton_class",

@@ -290,13 +290,13 @@ class Pickler(pickle.Pickler):
                 override = self._portable_state.make_override(self)
             else:
                 if type(self).reducer_override is _BASE_OVERRIDE:
-                    override = _fast_override(self, self._reducers)
-                if self._standalone_state is not None:
-                    # Around the default closure, or a subclass's own override.
-                    if override is not None:
-                        override = _standalone.fast_override(self, override, self._reducers)
-                    else:
-                        override = _standalone.fast_override(self, self.reducer_override)
+                    table = self._reducers
+                    if self._standalone_state is not None:
+                        table = _standalone.reducer_table(table)
+                    override = _fast_override(self, table)
+                elif self._standalone_state is not None:
+                    # Around a subclass's own override.
+                    override = _standalone.fast_override(self, self.reducer_override)
         if override is not None:
             self.reducer_override = override
         try:

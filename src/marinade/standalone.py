@@ -140,48 +140,89 @@ def rewrite(pickler, reduced):
     return reduced
 
 
-def fast_override(pickler, inner, reducers=None):
-    """The standalone ``reducer_override`` for one dump, around the default one.
+_tables: dict[int, tuple[dict, dict]] = {}
 
-    ``inner`` is the default mode's per-dump closure (it caches plain instance
-    types, so instances cost one more call and nothing else), or a Pickler
-    subclass's own ``reducer_override``. marinade's reconstructors (and the
-    helpers they use) are shipped by value instead of by reference.
 
-    With ``reducers`` (the default closure's table), functions and cells,
-    the objects payloads hold by the thousand, skip ``inner``: one Python
-    call each instead of two.
+def reducer_table(reducers: dict) -> dict:
+    """The default mode's reducer table, made standalone.
+
+    For ``_pickler._fast_override``: one Python call per object, as in the
+    default mode, instead of this module's override around the default one
+    (which cost plain instances, the objects payloads hold by the hundred
+    thousand, a second call each). Results naming ``marinade._rebuild`` are
+    rewritten; marinade's reconstructors themselves are shipped.
     """
-    from ._lookup import lookup_by_reference
+    entry = _tables.get(id(reducers))
+    if entry is not None and entry[0] is reducers:
+        return entry[1]
     from ._pickler import _reduce_function_or_ref
-    from .reduce.function import reduce_cell, reduce_function
+    from .reduce.function import reduce_cell
+
+    table = {kind: _rewriting(reduce) for kind, reduce in reducers.items()}
+    table[types.FunctionType] = _function_reducer(
+        reducers.get(types.FunctionType) is _reduce_function_or_ref)
+    if reducers.get(types.CellType) is reduce_cell:
+        cell_type = types.CellType
+
+        def reduce_cell_standalone(pickler, cell):
+            return (cell_type,) + reduce_cell(pickler, cell)[1:]
+
+        table[cell_type] = reduce_cell_standalone
+    table.update(STANDALONE_REDUCERS)
+    if len(_tables) > 15:
+        _tables.clear()
+    _tables[id(reducers)] = (reducers, table)  # (holding the key's dict: no id reuse)
+    return table
+
+
+def _rewriting(reduce):
+    def reduce_standalone(pickler, obj):
+        return rewrite(pickler, reduce(pickler, obj))
+
+    return reduce_standalone
+
+
+def _function_reducer(by_value: bool):
+    """Functions: marinade's reconstructors shipped, others as the default
+    mode does (``by_value``) or by reference (a dispatch table took them)."""
+    from ._lookup import lookup_by_reference
+    from .reduce.function import reduce_function
     from .reduce.stdlib import decorated_table
 
     rebuild_module = _rebuild.__name__
-    function_type = types.FunctionType
-    cell_type = types.CellType
-    own = STANDALONE_REDUCERS
-    direct_functions = reducers is not None \
-        and reducers.get(function_type) is _reduce_function_or_ref
-    direct_cells = reducers is not None and reducers.get(cell_type) is reduce_cell
     decorated = decorated_table()
+
+    def reduce_function_standalone(pickler, obj):
+        if obj.__module__ == rebuild_module:
+            return rewrite(pickler, _reduce_shipped(pickler, obj))
+        if not by_value:
+            return NotImplemented
+        if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
+            return NotImplemented
+        special = decorated.get(id(obj.__code__))
+        if special is not None:
+            reduced = special(pickler, obj)
+            if reduced is not NotImplemented:
+                return rewrite(pickler, reduced)
+        return rewrite(pickler, reduce_function(pickler, obj))
+
+    return reduce_function_standalone
+
+
+def fast_override(pickler, inner):
+    """The standalone ``reducer_override`` for one dump of a Pickler subclass
+    with its own ``reducer_override`` (``inner``): marinade's reconstructors
+    are shipped by value, and results naming them rewritten. (A plain
+    Pickler uses ``reducer_table`` instead: one call per object.)
+    """
+    rebuild_module = _rebuild.__name__
+    function_type = types.FunctionType
+    own = STANDALONE_REDUCERS
 
     def reducer_override(obj):
         kind = type(obj)
-        if kind is function_type:
-            if obj.__module__ == rebuild_module:
-                return rewrite(pickler, _reduce_shipped(pickler, obj))
-            if direct_functions:  # _pickler._fast_override's function path
-                if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
-                    return NotImplemented
-                special = decorated.get(id(obj.__code__))
-                if special is not None:
-                    reduced = special(pickler, obj)
-                    if reduced is not NotImplemented:
-                        return rewrite(pickler, reduced)
-                return rewrite(pickler, reduce_function(pickler, obj))
-        elif kind is cell_type and direct_cells:
-            return (cell_type,) + reduce_cell(pickler, obj)[1:]
+        if kind is function_type and obj.__module__ == rebuild_module:
+            return rewrite(pickler, _reduce_shipped(pickler, obj))
         reducer = own.get(kind)
         if reducer is not None:
             return reducer(pickler, obj)

@@ -122,18 +122,23 @@ def test_cycles_and_manual_chains():
     assert loaded.__suppress_context__ is False and loaded.__cause__.__suppress_context__
 
 
+def _raised_while_handling(handled: BaseException, raised: BaseException) -> BaseException:
+    """``raised`` as raised in the ``except`` block of ``handled`` (its implicit context)."""
+    try:
+        try:
+            raise handled
+        except type(handled):
+            raise raised  # noqa: B904 (the implicit context is the point)
+    except type(raised) as error:
+        return error
+
+
 def test_exceptions_with_own_state_handling_are_left_alone():
     class Custom(Exception):
         def __setstate__(self, state):
             self.restored = state
 
-    try:
-        try:
-            raise KeyError("k")
-        except KeyError:
-            raise Custom("c")  # noqa: B904 (the implicit context is the point)
-    except Custom as error:
-        exc = error
+    exc = _raised_while_handling(KeyError("k"), Custom("c"))
     loaded = pickle.loads(marinade.dumps(exc))
     assert loaded.args == ("c",) and loaded.__context__ is None  # as plain pickle does
 
@@ -147,13 +152,7 @@ def test_reducers_registered_for_an_exception_class_win():
     def reduce_registered(exc):
         return Registered, ("from the registered reducer",)
 
-    try:
-        try:
-            raise KeyError("k")
-        except KeyError:
-            raise Registered("r")  # noqa: B904 (the implicit context is the point)
-    except Registered as error:
-        exc = error
+    exc = _raised_while_handling(KeyError("k"), Registered("r"))
     copyreg.pickle(Registered, reduce_registered)
     try:
         loaded = pickle.loads(marinade.dumps(exc))

@@ -94,7 +94,9 @@ if __name__ == "__main__":
             pool.map(explode, [1, 2, 3])
         except WorkerError as exc:
             out["pool_error"] = [type(exc) is WorkerError, str(exc),
-                                 "explode" in str(exc.__cause__), "raise WorkerError" in str(exc.__cause__)]
+                                 "explode" in str(exc.__cause__), "raise WorkerError" in str(exc.__cause__),
+                                 # the worker's frames, after the parent's
+                                 traceback.extract_tb(exc.__traceback__)[-1].name]
         try:
             pool.map(lambda x: x, [threading.Lock()])  # cannot be pickled at all
         except Exception as exc:
@@ -228,7 +230,7 @@ def test_context_pool_executor_process_queues(tmp_path, method):
     # The worker's exception: same (by-value) class, the traceback as text.
     assert out["pool_error"][0] is True
     assert out["pool_error"][1].startswith("exploded on ")
-    assert out["pool_error"][2:] == [True, True]
+    assert out["pool_error"][2:] == [True, True, "explode"]
     assert out["pool_unpicklable"] in ("PicklingError", "TypeError")
     assert out["pool_still_works"] == [2]
     assert out["executor_map"] == [0, 3, 6, 9, 12]

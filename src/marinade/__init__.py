@@ -5,6 +5,10 @@ notebooks or ``exec``'d code travel with their code, so that a fresh process
 that cannot import them still loads them, with plain ``pickle``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._errors import PicklingError, UnpicklingError
 from ._lookup import (
     list_registry_pickle_by_value,
@@ -12,6 +16,13 @@ from ._lookup import (
     unregister_pickle_by_value,
 )
 from ._pickler import DEFAULT_PROTOCOL, Pickler, dump, dumps, load, loads
+
+if TYPE_CHECKING:  # (names for the hints below; their modules load on first call)
+    from multiprocessing.context import BaseContext
+
+    from .integrations.wrap import Wrapped
+    from .safety.explain import Explanation
+    from .safety.inspect import Report
 
 CloudPickler = Pickler  # for code written against cloudpickle's API
 
@@ -37,7 +48,7 @@ __all__ = [
 # never loads multiprocessing's machinery (and never torch or dask).
 
 
-def get_context(method=None):
+def get_context(method: str | None = None) -> BaseContext:
     """A multiprocessing context whose pickling goes through marinade.
 
     Mirrors ``multiprocessing.get_context(method)``; use it wherever a context
@@ -49,7 +60,7 @@ def get_context(method=None):
     return _get_context(method)
 
 
-def wrap(obj):
+def wrap(obj: Any) -> Wrapped:
     """Wrap ``obj`` so that any pickle-based framework can carry it.
 
     Pickled, the wrapper becomes a standalone marinade payload that turns back
@@ -61,14 +72,14 @@ def wrap(obj):
     return _wrap(obj)
 
 
-def patch_multiprocessing():
+def patch_multiprocessing() -> None:
     """Make multiprocessing pickle with marinade, process-wide (explicit opt-in)."""
     from .integrations.multiprocessing import patch_multiprocessing as _patch
 
     _patch()
 
 
-def unpatch_multiprocessing():
+def unpatch_multiprocessing() -> None:
     """Undo ``patch_multiprocessing()`` exactly."""
     from .integrations.multiprocessing import unpatch_multiprocessing as _unpatch
 
@@ -85,7 +96,7 @@ __all__ += ["get_context", "patch_multiprocessing", "unpatch_multiprocessing", "
 from ._errors import RestrictedError, SignatureError  # noqa: E402
 
 
-def inspect(data, *, key=None):
+def inspect(data: Any, *, key: Any = None) -> Report:
     """Report what loading ``data`` would import, call and ship, without loading it.
 
     ``data``: bytes, a binary file or a path. Returns a report whose
@@ -98,7 +109,8 @@ def inspect(data, *, key=None):
     return _inspect(data, key=key)
 
 
-def explain(obj, *, depth=4, max_children=50, protocol=None, name="obj"):
+def explain(obj: Any, *, depth: int = 4, max_children: int = 50, protocol: int | None = None,
+            name: str = "obj") -> Explanation:
     """What pickling ``obj`` would capture (globals, closure cells, modules,
     by-value and by-reference decisions), as a tree with sizes; paths start
     with ``name``, as in PicklingError messages."""

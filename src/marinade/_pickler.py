@@ -15,6 +15,10 @@ import pickle
 import sys
 import types
 from collections import ChainMap
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 from . import _diagnose
 from . import standalone as _standalone
@@ -475,7 +479,7 @@ def dump(obj, file, protocol: int | None = None, buffer_callback=None, *,
     Pickler(file, protocol, buffer_callback=buffer_callback, standalone=standalone).dump(obj)
 
 
-def loads(data, *, buffers=None, **options):
+def loads(data: Any, *, buffers: Iterable[Any] | None = None, **options: Any) -> Any:
     """Load a payload; the same as ``pickle.loads`` (``options``: fix_imports, encoding, errors).
 
     Safety options (see docs/security.md): ``key=`` (bytes, str, a list of
@@ -494,7 +498,7 @@ def loads(data, *, buffers=None, **options):
 _pickle_loads = pickle.loads
 
 
-def load(file, *, buffers=None, **options):
+def load(file: Any, *, buffers: Iterable[Any] | None = None, **options: Any) -> Any:
     """Load a payload from a binary file; the same as ``pickle.load``
     (``key=`` and ``allow=`` as in ``loads``)."""
     if "key" in options or "allow" in options:

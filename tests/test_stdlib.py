@@ -421,6 +421,8 @@ def test_weak_references_keep_their_callbacks():
     double = functools.partial(int, base=2)
     _, call = pickle.loads(marinade.dumps([double, weakref.proxy(double)]))
     assert type(call) is weakref.CallableProxyType and call("11") == 3
+    kind, to_class = pickle.loads(marinade.dumps([Target, weakref.proxy(Target)]))
+    assert type(to_class) is weakref.CallableProxyType and type(to_class()) is kind
     with pytest.raises(marinade.PicklingError, match="KeyedRef"):
         marinade.dumps(weakref.KeyedRef(target, None, "k"))
 

@@ -420,12 +420,15 @@ def reduce_weak_proxy(pickler, obj):
     """``weakref.proxy(referent[, callback])``, alive or dead like ``reduce_weakref``.
 
     A proxy forwards every attribute to its referent, so the referent is found
-    as the ``__self__`` of its bound ``__sizeof__``, checked against the
-    address the proxy's own repr gives.
+    as the ``__self__`` of its bound ``__sizeof__`` (of ``mro`` for a class),
+    checked against the address the proxy's own repr gives.
     """
     callable_proxy = type(obj) is weakref.CallableProxyType
     try:
-        referent = obj.__sizeof__.__self__
+        try:
+            referent = obj.__sizeof__.__self__
+        except AttributeError:  # a class: its __sizeof__ is object's, unbound
+            referent = obj.mro.__self__
     except ReferenceError:
         # Dead: a proxy of an object only the unpickler's memo holds.
         temporary = Call(functools.partial, (len,)) if callable_proxy else Call(set, ())

@@ -143,6 +143,8 @@ CASES: list[tuple[str, str, str, str]] = [
     ("exceptions", "exception with `__cause__`",
      "(e := ValueError('outer'), e.__setattr__('__cause__', KeyError('inner')))[0]",
      "isinstance(obj.__cause__, KeyError) and obj.args == ('outer',)"),
+    ("exceptions", "exception class with its own `__init__`", "_Quota('ann', 10)",
+     "str(obj) == 'ann is over 10' and obj.limit == 10"),
     ("exceptions", "traceback", "_traceback()",
      "obj.tb_lineno > 0 and obj.tb_frame.f_code.co_name == '_traceback'"),
 ]
@@ -151,6 +153,11 @@ PRODUCER = """
 import pickle, sys
 {imports}
 warnings.simplefilter("ignore")
+
+class _Quota(Exception):
+    def __init__(self, user, limit):
+        super().__init__(f"{{user}} is over {{limit}}")
+        self.user, self.limit = user, limit
 
 def _traceback():
     try:

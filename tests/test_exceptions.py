@@ -261,3 +261,41 @@ def test_tracebacks_are_data_for_restricted_loading(monkeypatch):
         exc.__traceback__.tb_lineno
     portable = pickle.loads(marinade.dumps(exc, portable=True))
     assert traceback.extract_tb(portable.__traceback__)[-1].name == "fail"
+
+
+def test_classes_with_their_own_init_come_back(tmp_path):
+    # Plain pickle calls the class with args: TypeError for these (and with
+    # cloudpickle and dill). marinade makes them with __new__ instead.
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            class FetchFailed(Exception):
+                def __init__(self, url, attempts):
+                    super().__init__(f"{{url}} failed after {{attempts}} attempts")
+                    self.url, self.attempts = url, attempts
+
+            class Missing(KeyError):
+                def __init__(self, key, *, table):
+                    super().__init__(key)
+                    self.table = table
+
+            class Done(StopIteration):  # C field 'value': made the plain way
+                def __init__(self, value):
+                    super().__init__(value)
+
+            obj = [FetchFailed("http://x", 3), Missing("k", table="users"), Done(7)]
+            {DUMP}
+        """,
+        consumer=f"""
+            {LOAD}
+            fetch, missing, done = obj
+            print(type(fetch).__name__, fetch.args, fetch.url, fetch.attempts)
+            print(str(missing), missing.table, isinstance(missing, KeyError))
+            print(done.value, done.args)
+        """,
+    )
+    assert out.splitlines() == [
+        "FetchFailed ('http://x failed after 3 attempts',) http://x 3",
+        "'k' users True",
+        "7 (7,)",
+    ]

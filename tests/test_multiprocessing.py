@@ -60,6 +60,14 @@ if __name__ == "__main__":
     def explode(x):
         raise WorkerError(f"exploded on {x}")
 
+    class QuotaError(Exception):  # plain pickle cannot rebuild it: its __init__ differs
+        def __init__(self, user, limit):
+            super().__init__(f"{user} is over {limit}")
+            self.user, self.limit = user, limit
+
+    def over_quota(user):
+        raise QuotaError(user, 10)
+
     def make_adder(n):
         return lambda x: x + n
 
@@ -127,6 +135,10 @@ if __name__ == "__main__":
             ex.submit(lambda lock: 1, threading.Lock()).result(30)
         except Exception as exc:
             out["executor_unpicklable"] = type(exc).__name__
+        try:
+            ex.submit(over_quota, "ann").result(30)
+        except QuotaError as exc:
+            out["executor_own_init"] = [str(exc), exc.user, exc.limit]
         out["executor_still_works"] = ex.submit(lambda: "ok").result(30)
 
     # A Process has no result channel: its exception's traceback is printed
@@ -239,6 +251,7 @@ def test_context_pool_executor_process_queues(tmp_path, method):
     assert out["executor_result_class"] == [True, 7, 8]
     assert out["executor_closure"] == 6
     assert out["executor_error"] == ["exploded on 4", True]
+    assert out["executor_own_init"] == ["ann is over 10", "ann", 10]
     assert out["executor_unpicklable"] in ("PicklingError", "TypeError")
     assert out["executor_still_works"] == "ok"
     # The Process's exception: exit code 1, its traceback as text on stderr

@@ -11,6 +11,15 @@ A link that cannot be pickled on its own (an exception holding a socket in
 its args, say) is left out, as plain pickle leaves out every link, rather
 than making the whole payload fail.
 
+An exception whose class defines its own ``__init__`` (``def __init__(self,
+url, attempts): super().__init__(f"{url} failed")``) cannot be rebuilt the
+plain way, which calls the class with ``args`` (a long-standing CPython
+limitation that cloudpickle and dill share). When the builtin exception
+underneath stores nothing but ``args`` (no C fields: not OSError,
+StopIteration...), marinade makes it as pickle makes other objects, with
+``cls.__new__(cls, *args)`` (NEWOBJ) and its ``__dict__`` as state, so
+``__init__`` does not run again.
+
 A traceback travels as data, the file, function and line of each frame, and
 comes back as real traceback objects over empty frames
 (``_rebuild.traceback``): ``traceback.print_exception`` and
@@ -27,6 +36,31 @@ from .. import _rebuild
 
 _CHAIN = ("__cause__", "__context__")
 _setstate = BaseException.__setstate__
+_HEAPTYPE = 1 << 9
+_ARGS_ONLY_SIZE = BaseException.__basicsize__
+_skips_init: dict[type, bool] = {}  # class -> made with __new__ (see the module docstring)
+
+
+def _made_without_init(kind: type) -> bool:
+    known = _skips_init.get(kind)
+    if known is not None:
+        return known
+    own_init = False
+    result = False
+    for klass in kind.__mro__:
+        if klass.__flags__ & _HEAPTYPE:
+            own_init = own_init or "__init__" in vars(klass)
+            continue
+        # The builtin class underneath: its C init stores only args when its
+        # instances are no bigger than BaseException's.
+        result = own_init and klass.__basicsize__ == _ARGS_ONLY_SIZE \
+            and kind.__reduce__ is BaseException.__reduce__ \
+            and kind.__reduce_ex__ is BaseException.__reduce_ex__
+        break
+    if len(_skips_init) > 4096:
+        _skips_init.clear()
+    _skips_init[kind] = result
+    return result
 
 
 class _Sink:
@@ -71,20 +105,26 @@ def chain_state(pickler, exc: BaseException) -> dict:
 
 
 def reduce_exception(pickler, exc: BaseException):
-    if type(exc).__setstate__ is not _setstate or (
-            exc.__cause__ is None and exc.__context__ is None and exc.__traceback__ is None
-            and not exc.__suppress_context__):
-        return NotImplemented  # nothing to add, or a class that reads its own state
-    reduced = exc.__reduce_ex__(getattr(pickler, "_protocol", 2))
-    if type(reduced) is not tuple or len(reduced) < 2:
-        return NotImplemented
+    kind = type(exc)
+    if kind.__setstate__ is not _setstate:
+        return NotImplemented  # a class that reads its own state
+    without_init = _made_without_init(kind)
+    if not without_init and exc.__cause__ is None and exc.__context__ is None \
+            and exc.__traceback__ is None and not exc.__suppress_context__:
+        return NotImplemented  # nothing to add
+    if without_init:
+        reduced: tuple = (copyreg.__newobj__, (kind, *exc.args), dict(vars(exc)))
+    else:
+        reduced = exc.__reduce_ex__(getattr(pickler, "_protocol", 2))
+        if type(reduced) is not tuple or len(reduced) < 2:
+            return NotImplemented
     state = reduced[2] if len(reduced) > 2 else None
     if state is not None and type(state) is not dict:
         return NotImplemented
     extra = chain_state(pickler, exc)
-    if not extra:
+    if not extra and not without_init:
         return NotImplemented
-    return (reduced[0], reduced[1], {**(state or {}), **extra}, *reduced[3:])
+    return (reduced[0], reduced[1], {**(state or {}), **extra} or None, *reduced[3:])
 
 
 def traceback_entries(tb) -> tuple:

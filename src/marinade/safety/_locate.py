@@ -314,9 +314,11 @@ def failure(exc: BaseException, data, unpickler, base: int = 0) -> UnpicklingErr
         found = found[-1:]
     if kind is not None and len(found) > 1:
         # e.g. "state is not a dictionary": of the candidates, only a BUILD.
-        narrowed = [(pos, what) for pos, what in found
-                    if _NAMES.get(data[pos], "").startswith(kind)
-                    or kind == "BUFFER" and _NAMES.get(data[pos], "").endswith("BUFFER")]
+        # (A candidate may sit at the end of the stream: "ends without STOP".)
+        names = [(pos, what, _NAMES.get(data[pos], "") if pos < len(data) else "")
+                 for pos, what in found]
+        narrowed = [(pos, what) for pos, what, name in names
+                    if name.startswith(kind) or kind == "BUFFER" and name.endswith("BUFFER")]
         found = narrowed or found
     offset = None
     if len(found) == 1:

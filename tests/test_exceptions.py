@@ -231,10 +231,8 @@ def test_tracebacks_in_standalone_payloads(tmp_path):
     consumer = textwrap.dedent(TRACEBACK_CONSUMER).replace("exc, expected = obj",
                                                            "obj = load()\nexc, expected = obj")
     out = roundtrip(tmp_path, producer=textwrap.dedent(TRACEBACK_PRODUCER), consumer=consumer)
-    # Shipped by value, the reconstructor has no line table: the frames'
-    # f_lineno is None there (tb_lineno, which tracebacks use, is right).
     assert out.splitlines()[0] == "True 2 2"
-    assert out.splitlines()[3] == "__main__ {} False"
+    assert out.splitlines()[3] == "__main__ {} True"
 
 
 def test_tracebacks_are_data_for_restricted_loading(monkeypatch):

@@ -379,8 +379,8 @@ def traceback(entries):
     stub = frame_stub.__code__
     # Where an unstarted frame says it stands, relative to its code's first
     # line (the def line or the next, depending on the CPython version). None
-    # when shipped by value: standalone payloads drop line tables, and the
-    # frames' f_lineno is None then (tb_lineno, which tracebacks print, is set).
+    # if a line table was dropped: the frames' f_lineno is None then
+    # (tb_lineno, which tracebacks print, is set).
     probe = frame_stub().gi_frame.f_lineno
     shift = 0 if probe is None else probe - stub.co_firstlineno
     namespaces = {}

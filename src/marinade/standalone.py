@@ -344,12 +344,17 @@ def _trim_code(code: types.CodeType) -> types.CodeType:
     consts = tuple(_trim_code(c) if type(c) is types.CodeType else c for c in code.co_consts)
     if consts and type(consts[0]) is str and code.co_flags & _CO_FUNCTION_LIKE:
         consts = (None,) + consts[1:]  # the docstring
-    return code.replace(co_consts=consts, co_linetable=b"", co_filename="<marinade._rebuild>")
+    # A generator's few bytes of line table stay: _rebuild.traceback makes its
+    # frames from one, and their f_lineno comes from it.
+    linetable = code.co_linetable if code.co_flags & _CO_GENERATOR else b""
+    return code.replace(co_consts=consts, co_linetable=linetable,
+                        co_filename="<marinade._rebuild>")
 
 
 # Code objects of def/lambda bodies (not modules or classes) keep their
 # docstring in co_consts[0]; CO_OPTIMIZED | CO_NEWLOCALS marks them.
 _CO_FUNCTION_LIKE = 0x1 | 0x2
+_CO_GENERATOR = 0x20
 
 
 def _reduce_callable_call(pickler, obj):

@@ -390,8 +390,6 @@ def reduce_weakref(pickler, obj):
     referent is a set that the unpickler's memo alone holds. The callback of a
     dead reference has run already, so it does not travel.
     """
-    if type(obj) is not weakref.ref:
-        return NotImplemented  # subclasses (KeyedRef...) carry more state
     referent = obj()
     if referent is None:
         return weakref.ref, (Call(set, ()),)
@@ -534,7 +532,7 @@ def reducers() -> dict:
         super: reduce_super,
         types.ClassMethodDescriptorType: reduce_method_of_namespace,
         struct.Struct: reduce_struct,
-        weakref.ref: reduce_weakref,
+        weakref.ref: reduce_weakref,  # (exact type: subclasses like KeyedRef carry more state)
         weakref.WeakMethod: reduce_weak_method,
         weakref.ProxyType: reduce_weak_proxy,
         weakref.CallableProxyType: reduce_weak_proxy,

@@ -23,6 +23,11 @@ IS_SUPPORTED = PY_VERSION in SUPPORTED_VERSIONS and sys.implementation.name == "
 CODE_TAG: int = PY_VERSION[0] * 256 + PY_VERSION[1]
 
 
+# Py_TPFLAGS_HEAPTYPE in ``cls.__flags__``: a class made by a class statement
+# or ``type()``, as opposed to a builtin (static) type.
+HEAPTYPE = 1 << 9
+
+
 def describe_code_tag(tag: int) -> str:
     """Human form of a CODE_TAG: 779 -> 'CPython 3.11'."""
     return f"CPython {tag // 256}.{tag % 256}"

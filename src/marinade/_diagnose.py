@@ -18,10 +18,11 @@ import sys
 import types
 import weakref
 
+from ._compat import HEAPTYPE as _HEAPTYPE
+
 PICKLING_FAILURES = (pickle.PicklingError, TypeError, AttributeError, ValueError,
                      NotImplementedError)
 _MAX_DEPTH = 60
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement
 _MISSING = object()
 # Attributes under which builtin wrappers (methods, staticmethod, property,
 # functools.partial...) keep what their reduce tuple carries, so that the path

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 from . import _diagnose
 from . import standalone as _standalone
+from ._compat import HEAPTYPE as _HEAPTYPE
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
 from .frames import reducers as _frame_reducers
@@ -35,8 +36,6 @@ from .reduce.function import reduce_cell, reduce_function
 from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: classes made by a class statement or type()
 
 
 def _reduce_function_or_ref(pickler, func):

@@ -690,7 +690,7 @@ def _type_ident(kind: type) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()
+_HEAPTYPE = _compat.HEAPTYPE
 
 
 def _key_part(value, out: list, depth: int) -> None:

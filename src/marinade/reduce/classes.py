@@ -38,7 +38,7 @@ from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
 _FunctionType = types.FunctionType
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()
+_HEAPTYPE = _compat.HEAPTYPE
 
 # Never copied: created by type() itself, or by the metaclass when it runs.
 _SKIP_ALWAYS = frozenset({"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__",

@@ -33,10 +33,10 @@ import copyreg
 import types
 
 from .. import _rebuild
+from .._compat import HEAPTYPE as _HEAPTYPE
 
 _CHAIN = ("__cause__", "__context__")
 _setstate = BaseException.__setstate__
-_HEAPTYPE = 1 << 9
 _ARGS_ONLY_SIZE = BaseException.__basicsize__
 _skips_init: dict[type, bool] = {}  # class -> made with __new__ (see the module docstring)
 

@@ -26,6 +26,7 @@ import typing
 from weakref import WeakKeyDictionary
 
 from .. import _registry
+from .._compat import HEAPTYPE as _HEAPTYPE
 from .._lookup import is_dynamic_module, lookup_by_reference, module_is_by_value
 from .._rebuild import shared_object
 from .classes import claim_key, class_key, reduce_class
@@ -62,7 +63,6 @@ def _rebuilt(var, constructor, args: tuple, kwargs: dict):
 
 # Keys of type variables and NewTypes, per object (see identity_key).
 _keys: WeakKeyDictionary = WeakKeyDictionary()
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: made by a class statement or type()
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 

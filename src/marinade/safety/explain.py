@@ -19,6 +19,7 @@ import types
 from dataclasses import dataclass, field
 
 from .. import _diagnose, _lookup
+from .._compat import HEAPTYPE
 from ..reduce.code import code_bytes, global_names
 from . import _scan
 
@@ -162,7 +163,7 @@ def _decision(obj) -> tuple[str, str]:
         ref = _lookup.lookup_by_reference(obj)
         if ref is None and isinstance(obj, type) and obj in _unnamed_types():
             return "by reference", f"type of a sample: type({_sample_text(obj)})"
-        if ref is not None or (isinstance(obj, type) and not obj.__flags__ & (1 << 9)):
+        if ref is not None or (isinstance(obj, type) and not obj.__flags__ & HEAPTYPE):
             where = ref or (obj.__module__, obj.__qualname__)
             return "by reference", f"{where[0]}.{where[1]}"
         return "by value", ""

@@ -33,6 +33,7 @@ from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
 from .reduce.exceptions import reduce_exception, reduce_traceback
 from .reduce.function import reduce_cell, reduce_function
+from .reduce.instances import subclass_state_reducer
 from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -117,16 +118,20 @@ def _reducer_for_new_type(kind: type, user_table):
     """The reducer for a type missing from the table, or None (pickle's own).
 
     Asked once per type per dump: stdlib types of modules marinade does not
-    import, and exceptions (whose chain plain pickle drops), unless a
-    dispatch table has its own reducer for the exception class (tblib's
-    ``pickling_support.install()`` registers one per class in copyreg's).
+    import, exceptions (whose chain plain pickle drops), and subclasses whose
+    base's reduce forgets their attributes (see reduce/instances.py), unless
+    a dispatch table has its own reducer for the class (tblib's
+    ``pickling_support.install()`` registers one per exception class in
+    copyreg's).
     """
     reduce = stdlib.reducer_by_name(kind)
-    if reduce is None and issubclass(kind, BaseException):
-        if kind in copyreg.dispatch_table or (user_table is not None and kind in user_table):
-            return None
+    if reduce is not None:
+        return reduce
+    if kind in copyreg.dispatch_table or (user_table is not None and kind in user_table):
+        return None
+    if issubclass(kind, BaseException):
         return reduce_exception
-    return reduce
+    return subclass_state_reducer(kind)
 
 
 def _check_protocol(protocol: int | None) -> int:

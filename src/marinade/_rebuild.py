@@ -361,6 +361,34 @@ def _kit_code_table(data):
     return codes
 
 
+def set_subclass_state(obj, state):
+    """State setter for an instance whose base class's reduce leaves out the
+    subclass's attributes (since 0.5): ``state`` is ``(base_state, own)``.
+
+    ``base_state`` (None for none) goes where BUILD would put it (the
+    object's ``__setstate__``, numpy's for an ndarray subclass); ``own`` is
+    the instance dict, or ``(dict or None, slot values)``, set as BUILD sets
+    a plain state. Standalone payloads ship this function by value, so it
+    names nothing outside itself.
+    """
+    base_state, own = state
+    for part, use_setstate in ((base_state, True), (own, False)):
+        if part is None:
+            continue
+        setstate = getattr(obj, "__setstate__", None) if use_setstate else None
+        if setstate is not None:
+            setstate(part)
+            continue
+        slot_values = None
+        if type(part) is tuple and len(part) == 2:
+            part, slot_values = part
+        if part:
+            obj.__dict__.update(part)
+        if slot_values:
+            for name, value in slot_values.items():
+                setattr(obj, name, value)
+
+
 def traceback(entries):
     """A traceback rebuilt from ``(filename, name, qualname, module, lineno)``
     entries, outermost call first (since 0.4).

@@ -2110,6 +2110,17 @@ def _h_setattr(self: Scanner, func, args, pos):
     return None
 
 
+def _h_set_subclass_state(self: Scanner, func, args, pos):
+    # (obj, (base_state, own)): two BUILD steps on obj.
+    if len(args) >= 2:
+        state = args[1]
+        if type(state) is Seq and state.type == "tuple" and state.count == 2:
+            for part in state.items:
+                if part is not None:
+                    self._build(args[0], part, pos)
+    return None
+
+
 def _h_vars(self: Scanner, func, args, pos):
     if args and type(args[0]) is Ref:
         return Ref(args[0].dotted, namespace=True)
@@ -2507,6 +2518,7 @@ _HANDLERS = {
     "marinade._rebuild.set_class_state": _h_set_class_state,
     "marinade._rebuild.enum_member": _h_enum_member,
     "marinade._rebuild.shared_object": _h_shared_object,
+    "marinade._rebuild.set_subclass_state": _h_set_subclass_state,
     "marinade._rebuild_portable.code": _h_portable_code,
     "marinade._rebuild_portable.function": _h_portable_function,
     "marinade._rebuild_portable.set_class_state": _h_portable_class_state,

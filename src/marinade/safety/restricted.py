@@ -56,6 +56,9 @@ RECONSTRUCTORS = frozenset({
     "marinade._rebuild.load_kit",
     # Data only: builds frames from a fixed empty generator, runs nothing given.
     "marinade._rebuild.traceback",
+    # BUILD in two steps (the base's state, then the subclass's attributes):
+    # calls nothing BUILD would not.
+    "marinade._rebuild.set_subclass_state",
     "marinade.frames.restore.new_generator", "marinade.frames.restore.set_frame_state",
     "marinade.frames.restore.finished_generator", "marinade._rebuild_portable.code",
     "marinade._rebuild_portable.function", "marinade._rebuild_portable.set_class_state",

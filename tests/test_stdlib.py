@@ -233,6 +233,17 @@ def test_descriptors_namespaces_and_iterators(tmp_path):
     ]
 
 
+def test_descriptors_whose_name_the_metaclass_also_defines():
+    # type.__dict__["__name__"] is a descriptor, but getattr(type, "__name__")
+    # is the string "type": the descriptor must come from the namespace.
+    descriptors = [type.__dict__[name] for name in
+                   ("__name__", "__doc__", "__dict__", "__mro__", "__abstractmethods__")]
+    descriptors += [BaseException.__dict__["__dict__"], int.__dict__["real"]]
+    back = pickle.loads(marinade.dumps(descriptors))
+    assert all(a is b for a, b in zip(back, descriptors))
+    assert back[0].__get__(int) == "int"
+
+
 def test_locks_fail_with_the_path():
     class Job:
         def __init__(self):

@@ -32,7 +32,7 @@ from .reduce._expr import Call
 from .reduce.classes import reduce_class
 from .reduce.code import _info_cache, global_names, reduce_code
 from .reduce.exceptions import reduce_exception, reduce_traceback
-from .reduce.function import reduce_cell, reduce_function
+from .reduce.function import reduce_bound_method, reduce_cell, reduce_function
 from .reduce.instances import subclass_state_reducer
 from .reduce.methods import BatchGlobals, MethodBatch, reduce_batch_globals, reduce_method_batch
 
@@ -84,6 +84,7 @@ _BASE_REDUCERS = {
     types.FunctionType: _reduce_function_or_ref,
     types.CodeType: _reduce_code,
     types.CellType: reduce_cell,
+    types.MethodType: reduce_bound_method,
     Call: _reduce_call,
     type: _reduce_plain_type,
     MethodBatch: reduce_method_batch,

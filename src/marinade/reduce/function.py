@@ -237,3 +237,49 @@ def reduce_cell(pickler, obj: types.CellType):
         return cell, ()  # the owning function's state fills it
     # A cell pickled on its own: fill it right after it is memoized.
     return cell, (), (None, {"cell_contents": value})
+
+
+_MISSING = object()
+_object_getattribute = object.__getattribute__
+
+
+def _found_by_name(owner, func, name: str) -> bool:
+    """``getattr(owner, name)`` gives back ``func`` bound to ``owner``, by a
+    static look at the namespaces (no descriptor or ``__getattr__`` runs)."""
+    if isinstance(owner, type):  # a classmethod, bound to its class
+        for klass in owner.__mro__:
+            attr = klass.__dict__.get(name, _MISSING)
+            if attr is not _MISSING:
+                return type(attr) is classmethod and attr.__func__ is func
+        return False
+    kind = type(owner)
+    if kind.__getattribute__ is not _object_getattribute:
+        return False  # a custom lookup decides at load time: not ours to predict
+    try:
+        own = _object_getattribute(owner, "__dict__")
+    except AttributeError:
+        own = None
+    if own and name in own:
+        return False  # the instance's attribute shadows the class's
+    for klass in kind.__mro__:
+        attr = klass.__dict__.get(name, _MISSING)
+        if attr is not _MISSING:
+            return attr is func
+    return False
+
+
+def reduce_bound_method(pickler, method: types.MethodType):
+    """A bound method: ``getattr(owner, name)`` when that finds it (pickle's
+    way, and the smallest), else ``types.MethodType(func, owner)``.
+
+    Plain pickle always looks the name up, so a function bound to one object
+    by hand (``obj.forward = MethodType(new_forward, obj)``, the usual
+    instance patch) came back as the class's method of that name, or failed
+    on load when the class has none.
+    """
+    func = method.__func__
+    owner = method.__self__
+    name = getattr(func, "__name__", None)
+    if type(name) is str and _found_by_name(owner, func, name):
+        return getattr, (owner, name)
+    return types.MethodType, (func, owner)

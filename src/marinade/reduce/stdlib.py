@@ -62,7 +62,12 @@ def reduce_cached_property(pickler, obj):
 
 def reduce_getset_or_member(pickler, obj):
     # Descriptors of builtin types: int.real, a class's __dict__ entry...
-    return getattr, (obj.__objclass__, obj.__name__)
+    owner = obj.__objclass__
+    if getattr(owner, obj.__name__, None) is obj:
+        return getattr, (owner, obj.__name__)
+    # A name the metaclass also defines (type.__dict__["__name__"] or
+    # ["__doc__"]): looking it up on the class finds the metaclass's value.
+    return operator.getitem, (Call(vars, (owner,)), obj.__name__)
 
 
 # -- mappings and views ------------------------------------------------------

@@ -120,8 +120,42 @@ def is_dynamic_module(module: types.ModuleType) -> bool:
         return True
     spec = getattr(module, "__spec__", None)
     if spec is None:
-        return name not in sys.builtin_module_names and getattr(module, "__file__", None) is None
+        if name in sys.builtin_module_names or getattr(module, "__file__", None) is not None:
+            return False
+        # A submodule its package puts in sys.modules while it is imported
+        # (xml.parsers.expat.errors, made by pyexpat): importing the name
+        # imports the package, which registers it again.
+        parent_name, _, leaf = name.rpartition(".")
+        parent = sys.modules.get(parent_name) if parent_name else None
+        return parent is None or getattr(parent, leaf, None) is not module \
+            or is_dynamic_module(parent)
     return False
+
+
+def submodules_used(module: types.ModuleType, names) -> list[str]:
+    """Submodules of ``module`` that code using it may reach by attribute.
+
+    ``import urllib.request`` binds ``urllib``; code then reads
+    ``urllib.request``, which exists in a fresh process only once something
+    imports the submodule. ``names`` are the attribute names the code uses:
+    imported submodules among them (and theirs, recursively) are returned,
+    sorted, for the loader to import. One dict lookup per name; no scan of
+    ``sys.modules``.
+    """
+    found: list[str] = []
+    stack = [module]
+    while stack:
+        parent = stack.pop()
+        base = parent.__name__
+        for attr in names:
+            dotted = f"{base}.{attr}"
+            sub = sys.modules.get(dotted)
+            if sub is not None and dotted not in found and getattr(parent, attr, None) is sub \
+                    and not is_dynamic_module(sub):
+                found.append(dotted)
+                stack.append(sub)
+    found.sort()
+    return found
 
 
 _MISSING = object()

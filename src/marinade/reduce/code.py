@@ -139,6 +139,18 @@ def _scan(code: types.CodeType, names: set[str]) -> None:
             _scan(const, names)
 
 
+def code_names(codes) -> set[str]:
+    """Every name in ``co_names`` of ``codes`` and the code nested in them
+    (globals and attribute names alike)."""
+    found: set[str] = set()
+    stack = list(codes)
+    while stack:
+        code = stack.pop()
+        found.update(code.co_names)
+        stack.extend(c for c in code.co_consts if type(c) is _CodeType)
+    return found
+
+
 def global_names(code: types.CodeType) -> frozenset[str]:
     """Names that ``code`` (or code nested in it) reads or writes as globals."""
     key = id(code)

@@ -13,17 +13,21 @@ after load, as they did before: a ``global`` write in one is seen by the others.
 from __future__ import annotations
 
 import builtins
+import importlib
 import operator
 import types
 
 from .. import _compat
+from .._lookup import submodules_used
 from .._rebuild import cell, function
 from ._expr import Call, sequence, stable
-from .code import _info_cache, code_info, globals_used
+from .code import _info_cache, code_info, code_names, globals_used
 
 _dict_update = dict.update
 _getitem = operator.getitem
 _FunctionType = types.FunctionType
+_ModuleType = types.ModuleType
+_import_module = importlib.import_module
 # Bound once: read for every function pickled.
 _CODE_TAG = _compat.CODE_TAG
 _PY_3_12_PLUS = _compat.PY_3_12_PLUS
@@ -34,7 +38,7 @@ ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)}
 class _Globals:
     """The rebuilt globals dict of one module, shared by all its functions in a payload."""
 
-    __slots__ = ("source", "target", "planned")
+    __slots__ = ("source", "target", "planned", "submodules")
 
     def __init__(self, source: dict):
         self.source = source  # kept alive so its id stays unique during the dump
@@ -42,18 +46,49 @@ class _Globals:
         # __name__ lets the rebuilt function (and classes it creates) report
         # the right __module__.
         self.target: dict = {} if name is None else {"__name__": name}
+        package = source.get("__package__")
+        if package:
+            # For relative imports in the code (``from .x import y`` in a
+            # package's __init__: __name__ alone names no parent package).
+            self.target["__package__"] = package
         self.planned: set[str] = set(self.target)
+        self.submodules: set[str] = set()  # imported at load by a planned global
 
-    def fill(self, names) -> Call | None:
+    def fill(self, names, codes: tuple = ()) -> Call | None:
         """The effect that puts in ``target`` those of ``names`` not planned yet
-        (and defined in the module), or None."""
+        (and defined in the module), or None.
+
+        ``codes`` (the code using ``names``) is searched for submodules of
+        module globals, which the load must import (see _with_submodules).
+        """
         source, planned = self.source, self.planned
         missing = [n for n in names if n not in planned and n in source]
-        if not missing:
-            return None
         missing.sort()  # deterministic payload bytes whatever the hash seed
         planned.update(missing)
-        return Call(_dict_update, (self.target, {n: stable(source[n]) for n in missing}))
+        update = {n: stable(source[n]) for n in missing}
+        if codes:
+            self._with_submodules(names, codes, update)
+        if not update:
+            return None
+        return Call(_dict_update, (self.target, update))
+
+    def _with_submodules(self, names, codes: tuple, update: dict) -> None:
+        """Module globals of ``update`` (or planned before) whose submodules
+        the code reads (``urllib.request.urlopen`` after ``import
+        urllib.request``) become ``(module, import_module(sub), ...)[0]``."""
+        modules = sorted(n for n in names if type(self.source.get(n)) is _ModuleType)
+        if not modules:
+            return
+        attrs = None
+        for name in modules:
+            module = self.source[name]
+            if attrs is None:
+                attrs = code_names(codes)
+            subs = [s for s in submodules_used(module, attrs) if s not in self.submodules]
+            if subs:
+                self.submodules.update(subs)
+                imports = tuple(Call(_import_module, (sub,)) for sub in subs)
+                update[name] = Call(_getitem, ((module, *imports), 0))
 
     def with_builtins(self) -> dict:
         """``target``, holding ``__builtins__``: for globals given to
@@ -126,7 +161,7 @@ def reduce_function(pickler, func: types.FunctionType):
         if shared is None:
             shared = pickler._globals_by_id[id(fglobals)] = _Globals(fglobals)
         if names:  # (no call without names: it costs more than a closure's reduce)
-            effect = shared.fill(names)
+            effect = shared.fill(names, (code,))
             if effect is not None:
                 effects.append(effect)
 
@@ -187,9 +222,11 @@ def reduce_function(pickler, func: types.FunctionType):
             return _FunctionType, args
         effect = sequence(effects) if effects else None
         return _FunctionType, args, (effect, attrs) if attrs else effect
-    if not names and type(module) is str and module_name == module:
+    if not names and type(module) is str and module_name == module \
+            and not fglobals.get("__package__"):
         # No globals to share or fill: the module name stands in for the dict.
-        # (Only a str can: exec'd code without __name__ has __module__ None.)
+        # (Only a str can: exec'd code without __name__ has __module__ None.
+        # Code of a package's module may import relatively: see _Globals.)
         fn_globals = module
     else:
         if shared is None:

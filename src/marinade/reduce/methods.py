@@ -172,7 +172,7 @@ def fglobals_disjoint(batch: MethodBatch) -> bool:
 
 
 def _globals_effect(pickler, batch: MethodBatch):
-    return _shared_globals(pickler, batch.fglobals).fill(batch.used)
+    return _shared_globals(pickler, batch.fglobals).fill(batch.used, batch.table.codes)
 
 
 class BatchGlobals:

@@ -34,8 +34,13 @@ from ._expr import Call
 def reduce_module(pickler, module: types.ModuleType):
     if not is_dynamic_module(module):
         return importlib.import_module, (module.__name__,)
-    state = {k: v for k, v in vars(module).items() if k not in ("__builtins__", "__loader__",
-                                                                 "__spec__")}
+    namespace = vars(module)
+    state = {k: v for k, v in namespace.items() if k not in ("__builtins__", "__loader__",
+                                                            "__spec__")}
+    if "__builtins__" in namespace:
+        # Often the builtins *dict* (copied by value, it would be a stale
+        # copy): the module stands in, as exec accepts either.
+        state["__builtins__"] = builtins
     return types.ModuleType, (module.__name__,), state
 
 

@@ -9,6 +9,7 @@ with made-up arguments (cloudpickle #527, dill #381).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from helpers import run_roundtrip, run_script
@@ -351,3 +352,75 @@ def test_batched_class_key_follows_the_globals_it_reads(tmp_path):
     """, cwd=tmp_path / "consumer")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "False", "True", "False", "9"]
+
+
+def test_an_edited_class_is_never_taken_for_the_old_one(tmp_path):
+    # A long-lived loader (a pool worker) keeps the classes it loaded. A
+    # notebook cell re-run after an edit, or a factory, makes a class with
+    # the same name and code: it must not load as the class loaded before.
+    producer = r"""
+        import gc, os, pickle, marinade, __main__
+
+        CELL = ("class Model:\n"
+                "    params = {'lr': %s, 'layers': [%s]}\n"
+                "    kind: list[%s]\n"
+                "    def run(self):\n"
+                "        return (self.params['lr'], self.params['layers'],\n"
+                "                str(self.__annotations__['kind']))\n")
+
+        def make(loss):
+            class Head:
+                loss_cls = loss
+                def run(self):
+                    return self.loss_cls.__name__
+            return Head
+
+        payloads = []
+        exec(CELL % ("0.1", "1, 2", "int"), __main__.__dict__)
+        payloads.append(marinade.dumps(Model()))
+        exec(CELL % ("0.5", "1, 2", "int"), __main__.__dict__)   # the edit; the old class dies
+        gc.collect()
+        payloads.append(marinade.dumps(Model()))
+        exec(CELL % ("0.5", "1, 2", "int"), __main__.__dict__)   # re-run as it is
+        gc.collect()
+        payloads.append(marinade.dumps(Model()))
+        payloads.append(marinade.dumps(make(int)()))
+        gc.collect()
+        payloads.append(marinade.dumps(make(str)()))
+        open(os.environ["MARINADE_PAYLOAD"], "wb").write(pickle.dumps(payloads))
+    """
+    # A second producer process whose class differs from the first one only
+    # in an annotation: told apart by content.
+    other = r"""
+        import os, pickle, marinade, __main__
+        exec("class Model:\n"
+             "    params = {'lr': 0.1, 'layers': [1, 2]}\n"
+             "    kind: list[str]\n"
+             "    def run(self):\n"
+             "        return (self.params['lr'], self.params['layers'],\n"
+             "                str(self.__annotations__['kind']))\n", __main__.__dict__)
+        open(os.environ["MARINADE_PAYLOAD"], "wb").write(pickle.dumps([marinade.dumps(Model())]))
+    """
+    consumer = """
+        import os, pickle, sys
+        loaded = []
+        for path in sys.argv[1:]:
+            for data in pickle.loads(open(path, "rb").read()):
+                loaded.append(pickle.loads(data))   # all kept alive, as a worker would
+        print([obj.run() for obj in loaded])
+    """
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    for folder, source in ((first, producer), (second, other)):
+        folder.mkdir()
+        proc = run_script(folder, textwrap.dedent(source),
+                          env={"MARINADE_PAYLOAD": str(folder / "payloads.bin")})
+        assert proc.returncode == 0, proc.stderr
+    loader = tmp_path / "loader"
+    loader.mkdir()
+    proc = run_script(loader, textwrap.dedent(consumer),
+                      args=[str(first / "payloads.bin"), str(second / "payloads.bin")])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str([
+        (0.1, [1, 2], "list[int]"), (0.5, [1, 2], "list[int]"), (0.5, [1, 2], "list[int]"),
+        "int", "str", (0.1, [1, 2], "list[str]")])

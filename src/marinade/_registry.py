@@ -21,4 +21,7 @@ by_value = weakref.WeakSet()
 # set_class_state, right after, takes each out; a load that failed in between
 # leaves its class here, kept for the next load of that class to complete)
 fresh = set()
+# base key -> how many class objects sent from here were given it (keys
+# are never reused for another class object: see classes.claim_key)
+issued = {}
 lock = threading.RLock()

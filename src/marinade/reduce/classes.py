@@ -61,22 +61,58 @@ _NOT_IN_KEY = frozenset({"__slotnames__", "_abc_impl"})
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 
-def _fingerprint(value, out: list, tabled: frozenset = frozenset()) -> None:
+# Containers whose contents enter a key (up to _DATA_DEPTH levels and
+# _DATA_ITEMS items: a big table counts by type and size).
+_DATA_DEPTH = 4
+_DATA_ITEMS = 64
+_TYPING_KINDS = (types.GenericAlias, types.UnionType)
+
+
+def _fingerprint(value, out: list, tabled: frozenset = frozenset(), depth: int = 0) -> None:
     """Append what distinguishes ``value`` between two definitions of a class.
 
-    Cheap and deterministic: code, and the reprs of plain constants (class
-    attributes, defaults, atoms in closures and globals that methods use).
+    Cheap and deterministic: code, the reprs of plain constants (class
+    attributes, defaults, atoms in closures and globals that methods use),
+    small containers of them, classes by name and typing constructs (an
+    edited ``params = {"lr": 0.5}`` or ``loss: list[int]`` is another class).
     Other objects count by type only. Code in ``tabled`` (ids of the class's
     code table, which enters the key as a whole) is not walked again.
     """
-    if type(value) in _ATOMS:
+    kind = type(value)
+    if kind in _ATOMS:
         out.append(repr(value))
         return
-    if type(value) is tuple:
-        out.append("(")
+    if kind is tuple or kind is list:
+        if depth >= _DATA_DEPTH or len(value) > _DATA_ITEMS:
+            out.append(f"<{kind.__name__} of {len(value)}>")
+            return
+        out.append("(" if kind is tuple else "[")
         for item in value:
-            _fingerprint(item, out, tabled)
-        out.append(")")
+            _fingerprint(item, out, tabled, depth + 1)
+        out.append(")" if kind is tuple else "]")
+        return
+    if kind is dict:
+        if depth >= _DATA_DEPTH or len(value) > _DATA_ITEMS:
+            out.append(f"<dict of {len(value)}>")
+            return
+        out.append("{")
+        for key, item in value.items():
+            _fingerprint(key, out, tabled, depth + 1)
+            _fingerprint(item, out, tabled, depth + 1)
+        out.append("}")
+        return
+    if kind is set or kind is frozenset:
+        if depth >= _DATA_DEPTH or len(value) > _DATA_ITEMS \
+                or not _ATOMS.issuperset(map(type, value)):
+            out.append(f"<{kind.__name__} of {len(value)}>")
+            return
+        out.append(f"{kind.__name__}({sorted(map(repr, value))})")  # (hash order varies)
+        return
+    if isinstance(value, type):  # by name: no walk into another class's key
+        out.append(f"<class {value.__module__}.{value.__qualname__}>")
+        return
+    if kind.__module__ == "typing" or isinstance(value, _TYPING_KINDS):
+        out.append(repr(value))  # typing.Optional[__main__.Node], list[int], ~T
         return
     if type(value) is _FunctionType:
         _function_fingerprint(value, out, tabled)
@@ -93,7 +129,6 @@ def _fingerprint(value, out: list, tabled: frozenset = frozenset()) -> None:
         return
     code = getattr(func, "__code__", None)
     if not isinstance(code, types.CodeType):
-        kind = type(value)
         out.append(f"<{kind.__module__}.{kind.__qualname__}>")
         return
     _code_fingerprint(code, out)
@@ -274,13 +309,26 @@ def _type_ident(kind: type) -> str:
 def claim_key(base_key: str, obj, *, by_value: bool = True) -> str:
     """Register ``obj``, sent from this process, under ``base_key`` and return the key.
 
-    A look-alike live object (a factory making identical definitions) may
-    already hold ``base_key``: then the first free ``base_key~N``. A payload
+    A look-alike object (a factory making identical definitions) may hold
+    ``base_key``, or (a class) have held it: then the next free
+    ``base_key~N``. A payload
     loaded where it was made gives ``obj`` itself back. Call with
     ``_registry.lock`` held.
     """
     reg = _registry
     known, number = base_key, 1
+    if by_value:
+        # Every class object sent from here gets its own key, even when the
+        # one that had the key is gone: a re-run notebook cell or a factory
+        # may differ in what the key cannot see (an object's attributes),
+        # and a worker holding the old class would give it back for the new.
+        issued = getattr(reg, "issued", None)
+        if issued is None:  # (a registry module made by a standalone payload)
+            issued = reg.issued = {}
+        number = issued.get(base_key, 0) + 1
+        issued[base_key] = number
+        if number > 1:
+            known = f"{base_key}~{number}"
     while (live := reg.classes.get(known)) is not None and live is not obj:
         number += 1
         known = f"{base_key}~{number}"

@@ -37,6 +37,9 @@ if "error" in o and o["error"].__traceback__ is not None:  # generation 5 on
     print(type(e).__name__, type(e.__cause__).__name__,
           [f.name for f in traceback.extract_tb(e.__traceback__)],
           [f.name for f in traceback.extract_tb(e.__cause__.__traceback__)])
+if "named" in o:  # generation 6 on
+    print(type(o["named"]).__name__, o["named"].items, o["named"].label, o["day"].label,
+          o["day"].isoformat(), o["patched"].describe())
 """
 EXPECTED = ["6 12 13", "square Square:4x9 square Square:4x6 True", "True Point(x=1, y=0)"]
 
@@ -74,6 +77,8 @@ def test_golden_payloads_of_this_version_load(tmp_path, mode, path):
         expected.append("16 True")
     if _generation(path) >= 5:
         expected.append("LookupError ValueError ['caught', 'fail'] ['fail']")
+    if _generation(path) >= 6:
+        expected.append("Named [1, 2] v leap 2024-02-29 10")
     assert proc.stdout.split("\n")[:len(expected)] == expected
 
 

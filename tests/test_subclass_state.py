@@ -223,3 +223,33 @@ def test_in_process_and_copyreg_take_precedence():
         assert back.year == 2000 and not hasattr(back, "tag")
     finally:
         del copyreg.dispatch_table[Stamp]
+
+
+class Vector:
+    """Importable by reference (this test module): for restricted loading."""
+    __slots__ = ("items",)
+
+    def __init__(self, *items):
+        self.items = list(items)
+
+    def __reduce__(self):
+        return type(self), (), {"packed": ",".join(map(str, self.items))}
+
+    def __setstate__(self, state):
+        self.items = [int(x) for x in state["packed"].split(",")]
+
+
+class Labeled(Vector):
+    pass
+
+
+def test_restricted_loading_accepts_the_state_setter_unsigned():
+    v = Labeled(4, 5)
+    v.label = "ok"
+    data = marinade.dumps(v)
+    assert b"set_subclass_state" in data
+    back = marinade.loads(data, allow=[Labeled])
+    assert (type(back), back.items, back.label) == (Labeled, [4, 5], "ok")
+    report = marinade.inspect(data)
+    assert not report.dangerous and not report.findings
+    assert "marinade._rebuild.set_subclass_state" in [c["callable"] for c in report.calls]

@@ -8,9 +8,11 @@ like, and test_golden.py loads them forever.
 """
 
 import dataclasses
+import datetime
 import enum
 import os
 import sys
+import types
 
 import marinade
 
@@ -83,6 +85,33 @@ def caught():
         return error
 
 
+class Vector:
+    """(generation 6) A base whose reduce sends its own state to its own
+    __setstate__ and knows nothing of a subclass's __dict__."""
+    __slots__ = ("items",)
+
+    def __init__(self, *items):
+        self.items = list(items)
+
+    def __reduce__(self):
+        return type(self), (), {"packed": ",".join(map(str, self.items))}
+
+    def __setstate__(self, state):
+        self.items = [int(x) for x in state["packed"].split(",")]
+
+
+class Named(Vector):
+    pass
+
+
+class Day(datetime.date):
+    pass
+
+
+def doubled(self):
+    return self.size * 2
+
+
 def objects():
     counter = make_counter(10)
     counter()
@@ -90,7 +119,17 @@ def objects():
     next(gen)
     return {"lambda": lambda x: x * SCALE, "counter": counter, "Square": Square,
             "square": Square(2), "red": Color.RED, "Color": Color, "point": Point(1),
-            "gen": gen, "error": caught()}
+            "gen": gen, "error": caught(), **_generation_6()}
+
+
+def _generation_6():
+    named = Named(1, 2)
+    named.label = "v"        # through _rebuild.set_subclass_state
+    day = Day(2024, 2, 29)
+    day.label = "leap"       # plain BUILD state after date's reduce
+    patched = Square(5)
+    patched.describe = types.MethodType(doubled, patched)  # MethodType, not getattr
+    return {"named": named, "day": day, "patched": patched}
 
 
 # Each format generation adds files; existing files are never rewritten.
@@ -99,8 +138,11 @@ def objects():
 # 4: standalone class reconstructors as one kit (_rebuild.load_kit).
 # 5: exceptions with their chain and traceback (_rebuild.traceback); in
 #    standalone payloads, class code tables loaded through the kit.
+# 6: subclass attributes a base's reduce leaves out (_rebuild.set_subclass_state),
+#    bound methods as types.MethodType.
 GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone"),
-               3: ("default", "standalone"), 4: ("standalone",), 5: ("default", "standalone")}
+               3: ("default", "standalone"), 4: ("standalone",), 5: ("default", "standalone"),
+               6: ("default", "standalone")}
 OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
 
 

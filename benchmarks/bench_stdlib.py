@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "supported-types.md"
 START, END = "<!-- stdlib-table:start -->", "<!-- stdlib-table:end -->"
 
-MODULES = ("argparse codecs collections contextvars dataclasses functools hashlib inspect io "
+MODULES = ("argparse codecs collections contextvars dataclasses datetime functools hashlib "
+           "inspect io "
            "itertools json logging operator queue random re struct sys threading traceback "
            "types typing warnings weakref").split()
 
@@ -113,6 +114,13 @@ CASES: list[tuple[str, str, str, str]] = [
      "logging.getLogger('app.db')", "obj is logging.getLogger('app.db')"),
     ("logging", "`logging.StreamHandler` (refused by marinade: holds a lock)",
      "logging.StreamHandler()", "isinstance(obj, logging.StreamHandler)"),
+    ("instances", "attributes of a `datetime` subclass instance",
+     "(lambda stamp: (setattr(stamp, 'source', 'sensor'), stamp)[1])("
+     "type('Stamp', (datetime.datetime,), {})(2024, 1, 2))",
+     "type(obj).__name__ == 'Stamp' and obj.day == 2 and obj.source == 'sensor'"),
+    ("instances", "a method bound by hand (`types.MethodType(f, obj)`)",
+     "types.MethodType(lambda self: self.a * 10, argparse.Namespace(a=4))",
+     "obj() == 40 and obj.__self__.a == 4"),
     ("modules", "an importable module", "json", "obj is json"),
     ("modules", "a module made at run time", "(m := types.ModuleType('made_up'), "
      "exec('value = 41', vars(m)))[0]", "obj.__name__ == 'made_up' and obj.value == 41"),

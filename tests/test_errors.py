@@ -301,3 +301,25 @@ def test_corrupt_and_truncated_payloads_never_crash(tmp_path):
     assert int(loaded) == 0  # no prefix of a payload loads as if complete
     assert int(flipped) == 4 * int(size)
     assert proc.stdout.splitlines()[1] == "True"
+
+
+def test_errors_are_also_of_the_kind_plain_pickle_raised():
+    # Code written for cloudpickle catches what pickle raises (TypeError for
+    # a lock, ValueError from a __reduce__): marinade's error is both.
+    import pickle as _pickle
+    import threading as _threading
+
+    class Refuses:
+        def __reduce__(self):
+            raise ValueError("not today")
+
+    for obj, kind in (({"lock": _threading.Lock()}, TypeError), ([Refuses()], ValueError)):
+        try:
+            marinade.dumps(obj)
+        except kind as error:
+            assert isinstance(error, marinade.PicklingError)
+            assert isinstance(error, _pickle.PicklingError)
+            again = _pickle.loads(_pickle.dumps(error))  # a pool sends it back
+            assert type(again) is type(error) and str(again) == str(error)
+        else:
+            raise AssertionError(f"{obj!r} pickled")

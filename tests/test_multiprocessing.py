@@ -243,7 +243,7 @@ def test_context_pool_executor_process_queues(tmp_path, method):
     assert out["pool_error"][0] is True
     assert out["pool_error"][1].startswith("exploded on ")
     assert out["pool_error"][2:] == [True, True, "explode"]
-    assert out["pool_unpicklable"] in ("PicklingError", "TypeError")
+    assert out["pool_unpicklable"] in ("PicklingTypeError", "TypeError")
     assert out["pool_still_works"] == [2]
     assert out["executor_map"] == [0, 3, 6, 9, 12]
     assert out["executor_map_per_call"] == [[1000, 2000], [2], [6, 16]]
@@ -252,7 +252,7 @@ def test_context_pool_executor_process_queues(tmp_path, method):
     assert out["executor_closure"] == 6
     assert out["executor_error"] == ["exploded on 4", True]
     assert out["executor_own_init"] == ["ann is over 10", "ann", 10]
-    assert out["executor_unpicklable"] in ("PicklingError", "TypeError")
+    assert out["executor_unpicklable"] in ("PicklingTypeError", "TypeError")
     assert out["executor_still_works"] == "ok"
     # The Process's exception: exit code 1, its traceback as text on stderr
     # (the child's stderr is the script's), through the by-value lambda.

@@ -9,6 +9,35 @@ class PicklingError(pickle.PicklingError):
     """An object could not be pickled; the message names the path to it."""
 
 
+# Where plain pickle (and so cloudpickle) raised TypeError, AttributeError or
+# ValueError, marinade's error is also one: code that catches those around
+# cloudpickle.dumps keeps working with ``import marinade as cloudpickle``.
+# Module-level classes, so the error itself pickles (a pool sends it back).
+class PicklingTypeError(PicklingError, TypeError):
+    """A PicklingError where pickle raised TypeError (``cannot pickle 'X' object``)."""
+
+
+class PicklingAttributeError(PicklingError, AttributeError):
+    """A PicklingError where pickle raised AttributeError (a local object)."""
+
+
+class PicklingValueError(PicklingError, ValueError):
+    """A PicklingError where a ``__reduce__`` raised ValueError."""
+
+
+_ALSO = {TypeError: PicklingTypeError, AttributeError: PicklingAttributeError,
+         ValueError: PicklingValueError}
+
+
+def pickling_error(message: str, cause: BaseException) -> PicklingError:
+    """The PicklingError for ``message``, also of ``cause``'s builtin kind."""
+    for kind in type(cause).__mro__:
+        also = _ALSO.get(kind)
+        if also is not None:
+            return also(message)
+    return PicklingError(message)
+
+
 class UnpicklingError(pickle.UnpicklingError):
     """A payload could not be loaded.
 

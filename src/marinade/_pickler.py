@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from . import _diagnose
 from . import standalone as _standalone
 from ._compat import HEAPTYPE as _HEAPTYPE
-from ._errors import PicklingError
+from ._errors import PicklingError, pickling_error
 from ._lookup import lookup_by_reference
 from .frames import reducers as _frame_reducers
 from .reduce import stdlib
@@ -318,8 +318,8 @@ class Pickler(pickle.Pickler):
         except PicklingError:
             raise
         except _diagnose.PICKLING_FAILURES as exc:
-            raise PicklingError(_diagnose.explain_failure(obj, exc, type(self),
-                                                          self._protocol)) from exc
+            raise pickling_error(_diagnose.explain_failure(obj, exc, type(self),
+                                                           self._protocol), exc) from exc
         finally:
             if override is not None:
                 del self.reducer_override

@@ -9,6 +9,7 @@ script and checks them in a fresh interpreter elsewhere.
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import sys
 import textwrap
@@ -168,19 +169,8 @@ def test_base_state_and_setstate_pass_through_standalone(tmp_path):
     # ndarray does) and whose instances have no __dict__: the subclass's
     # attributes go through _rebuild.set_subclass_state, shipped by value in a
     # standalone payload, so the loader needs only the standard library.
-    producer = textwrap.dedent("""
-        class Vector:
-            __slots__ = ("items",)
-
-            def __init__(self, *items):
-                self.items = list(items)
-
-            def __reduce__(self):
-                return type(self), (), {"packed": ",".join(map(str, self.items))}
-
-            def __setstate__(self, state):
-                self.items = [int(x) for x in state["packed"].split(",")]
-
+    # (Vector, below, is written into the script: by value there.)
+    producer = inspect.getsource(Vector) + textwrap.dedent("""
         class Named(Vector):
             pass
 
@@ -226,7 +216,8 @@ def test_in_process_and_copyreg_take_precedence():
 
 
 class Vector:
-    """Importable by reference (this test module): for restricted loading."""
+    """A base whose reduce sends its own state to its own __setstate__, and
+    whose instances have no __dict__ (as ndarray)."""
     __slots__ = ("items",)
 
     def __init__(self, *items):

@@ -79,11 +79,9 @@ class _Globals:
         modules = sorted(n for n in names if type(self.source.get(n)) is _ModuleType)
         if not modules:
             return
-        attrs = None
+        attrs = code_names(codes)
         for name in modules:
             module = self.source[name]
-            if attrs is None:
-                attrs = code_names(codes)
             subs = [s for s in submodules_used(module, attrs) if s not in self.submodules]
             if subs:
                 self.submodules.update(subs)

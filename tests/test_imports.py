@@ -50,6 +50,30 @@ def test_submodules_reached_through_their_package(tmp_path):
     assert out == "http://example.com/a root hi"
 
 
+def test_submodules_of_a_module_held_in_a_closure(tmp_path):
+    # ``import xml.etree.ElementTree`` inside the enclosing function: ``xml``
+    # is a closure cell, not a global.
+    out = run_roundtrip(tmp_path, f"""
+        def make_parser():
+            import xml.etree.ElementTree
+            import http.cookies
+
+            def parse(text):
+                cookie = http.cookies.SimpleCookie("k=v")
+                return xml.etree.ElementTree.fromstring(text).tag, cookie["k"].value
+            return parse
+
+        obj = make_parser()
+        {DUMP}
+    """, f"""
+        import sys
+        assert "xml.etree" not in sys.modules and "http.cookies" not in sys.modules
+        {LOAD}
+        print(*obj("<leaf/>"))
+    """)
+    assert out == "leaf v"
+
+
 def test_relative_import_in_a_package_init(tmp_path):
     out = run_roundtrip(tmp_path, f"""
         import os, sys

@@ -85,8 +85,7 @@ class _Globals:
             subs = [s for s in submodules_used(module, attrs) if s not in self.submodules]
             if subs:
                 self.submodules.update(subs)
-                imports = tuple(Call(_import_module, (sub,)) for sub in subs)
-                update[name] = Call(_getitem, ((module, *imports), 0))
+                update[name] = _importing(module, subs)
 
     def with_builtins(self) -> dict:
         """``target``, holding ``__builtins__``: for globals given to
@@ -98,6 +97,11 @@ class _Globals:
             target["__builtins__"] = builtins
             self.planned.add("__builtins__")
         return target
+
+
+def _importing(module: types.ModuleType, subs: list[str]) -> Call:
+    """``module``, once ``subs`` (its submodules) are imported where it loads."""
+    return Call(_getitem, ((module, *(Call(_import_module, (sub,)) for sub in subs)), 0))
 
 
 def _annotation_names(annotations: dict) -> set[str]:
@@ -176,6 +180,10 @@ def reduce_function(pickler, func: types.FunctionType):
                 continue
             if type(value) not in ATOMS:
                 pickler._deferred_cells.add(key)
+                if type(value) is _ModuleType:  # (import x.y inside the enclosing function)
+                    subs = submodules_used(value, code_names((code,)))
+                    if subs:
+                        value = _importing(value, subs)
                 effects.append(Call(setattr, (cell, "cell_contents", value)))
 
     attrs = {}

@@ -33,7 +33,7 @@ from .. import _compat, _registry
 from .._lookup import lookup_by_reference
 from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
 from ._expr import Call, stable
-from .code import _stable_filename, code_table, globals_used
+from .code import _stable_filename, code_names, code_table, globals_used
 from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
@@ -224,16 +224,7 @@ class CodeTable:
         the globals they read, for a quick "none of these is a global"."""
         names = self._names
         if names is None:
-            found: set[str] = set()
-            stack = list(self.codes)
-            code_type = types.CodeType
-            while stack:
-                code = stack.pop()
-                found.update(code.co_names)
-                consts = code.co_consts
-                if code_type in set(map(type, consts)):  # (rare: scanned in C first)
-                    stack.extend(c for c in consts if type(c) is code_type)
-            names = self._names = frozenset(found)
+            names = self._names = frozenset(code_names(self.codes))
         return names
 
     def index(self) -> dict[int, int]:

@@ -147,7 +147,9 @@ def code_names(codes) -> set[str]:
     while stack:
         code = stack.pop()
         found.update(code.co_names)
-        stack.extend(c for c in code.co_consts if type(c) is _CodeType)
+        consts = code.co_consts
+        if _CodeType in set(map(type, consts)):  # (rare: scanned in C first)
+            stack.extend(c for c in consts if type(c) is _CodeType)
     return found
 
 

@@ -315,3 +315,77 @@ def test_bytes_do_not_depend_on_what_else_the_process_holds(tmp_path):
         assert proc.returncode == 0, proc.stderr
         digests.add(proc.stdout.strip())
     assert len(digests) == 1
+
+
+def test_pickling_a_loaded_object_again_gives_the_same_bytes(tmp_path):
+    # A worker that received a class and pickles it again (a task result, a
+    # cache token) must write what the sender wrote. Loading interns the
+    # names that setattr (class state) or BUILD (function attributes) sets,
+    # so a string the sender shared between a name and a value ("join"
+    # below) is two objects there, one where it loads: names are written as
+    # copies (reduce/_expr.fresh_name). Found by cloudpickle's test of the
+    # same name; not kept across hops, as documented: an Enum's methods come
+    # after its members where it loads, and one-letter names are interned
+    # apart from pickle's one-letter strings before 3.13.
+    out = run_roundtrip(
+        tmp_path,
+        producer='''
+            import os, pickle, typing
+            import marinade
+
+            class Joins:
+                """A method and an attribute value of the same name."""
+                arg_1 = "join"
+                def join(self, arg_1):
+                    pass
+            Joins.join.arg_1 = "join"
+
+            class Args:
+                arg_1 = "class_value"
+                def join(self):
+                    pass
+                def test_method(self, arg_1, join):
+                    pass
+
+            class Modes:
+                mode = "run"
+                names = ("run", "stop", "value")
+                def run(self, mode="run"): return mode
+                def stop(self, how="stop"): return how
+                def first(self): pass
+                def second(self): pass
+                def third(self): pass
+                def value(self): return "value"
+
+            class Pair(typing.NamedTuple):
+                name: str
+                value: int = 1
+
+            def make_tagged(tag):
+                def tagged(name, value="name"):
+                    return {name: value}
+                tagged.name = tag
+                return tagged
+            tagged = make_tagged("value")
+
+            objects = {"joins": Joins, "args": Args, "modes": Modes, "pair": Pair,
+                       "tagged": tagged, "instance": Modes(),
+                       # Modes is the class loaded before: what else here shares a
+                       # string with it ("run", "value") is written apart there.
+                       "mixed": [Modes, Modes(), make_tagged("tag"), "other"]}
+            payloads = {name: marinade.dumps(obj) for name, obj in objects.items()}
+            open(os.environ["MARINADE_PAYLOAD"], "wb").write(pickle.dumps(payloads))
+        ''',
+        consumer='''
+            import os, pickle
+            import marinade
+            payloads = pickle.loads(open(os.environ["MARINADE_PAYLOAD"], "rb").read())
+            for name, data in payloads.items():
+                again = marinade.dumps(pickle.loads(data))
+                print(name, "same" if again == data else f"differs ({len(data)} -> {len(again)} B)")
+            print(pickle.loads(payloads["modes"])().run(), pickle.loads(payloads["tagged"]).name)
+        ''',
+    )
+    assert out.splitlines() == [
+        "joins same", "args same", "modes same", "pair same", "tagged same", "instance same",
+        "mixed same", "run value"]

@@ -35,7 +35,7 @@ import sys
 import types
 
 from . import _compat, _rebuild
-from .reduce._expr import Call
+from .reduce._expr import Call, canonical_module_name
 
 # Short on purpose: both strings are in every payload. On a mismatch the
 # KeyError reads e.g. 'CPython 3.11 bytecode cannot run on 3.12'.
@@ -99,7 +99,7 @@ class StandaloneState:
         fn_globals = self.globals_by_module.get(module_name)
         if fn_globals is None:
             fn_globals = self.globals_by_module[module_name] = {
-                "__name__": module_name, "__builtins__": builtins}
+                "__name__": canonical_module_name(module_name), "__builtins__": builtins}
         return fn_globals
 
     def code(self, data: bytes) -> Call:

@@ -8,6 +8,7 @@ stream stays loadable by plain ``pickle``.
 from __future__ import annotations
 
 import operator
+import sys
 
 
 class Call:
@@ -42,6 +43,7 @@ def build_on(obj, state) -> Call:
 
 
 _SET_TYPES = (set, frozenset)
+_intern = sys.intern
 
 
 def stable(value):
@@ -58,3 +60,32 @@ def stable(value):
         except TypeError:
             return value
     return value
+
+
+def canonical_module_name(name):
+    """``name`` as the one interned string, wherever it came from.
+
+    A class and a function of one module share their module name where they
+    were defined; where they load, a class reused from an earlier payload
+    brings its own copy. Interned, both give one memo entry in every process.
+    """
+    return _intern(name) if type(name) is str else name
+
+
+def fresh_name(name):
+    """An equal copy of ``name`` that no other object in the payload is.
+
+    A name set with ``setattr`` (or pickle's BUILD) is interned where it
+    loads, so it may become one object with an equal string elsewhere, or
+    stop being one: a class attribute ``arg = "join"`` shares its string with
+    the method name ``join`` where the class statement ran, not where it was
+    loaded. The pickle memo goes by identity, so pickling the loaded class
+    again gave other bytes. Names written as copies share with nothing, in
+    every process. (Strings of one character are singletons anyway.)
+    """
+    if type(name) is not str:
+        return name
+    try:
+        return name.encode().decode()
+    except UnicodeEncodeError:  # (a lone surrogate)
+        return "".join(name)

@@ -32,7 +32,7 @@ from weakref import WeakKeyDictionary
 from .. import _compat, _registry
 from .._lookup import lookup_by_reference
 from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
-from ._expr import Call, stable
+from ._expr import Call, canonical_module_name, fresh_name, stable
 from .code import _stable_filename, code_names, code_table, globals_used
 from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
 
@@ -481,6 +481,19 @@ def _place_methods(pickler, cls, batch, namespace: dict, attrs: dict, order: lis
             Call(operator.getitem, ((attrs, BatchGlobals(batch)), 0)))
 
 
+_encode = str.encode
+_decode = bytes.decode
+
+
+def _fresh_names(clsdict) -> list:
+    """The keys of ``clsdict`` as ``fresh_name`` copies (what re-pickling a
+    loaded class needs to give the same bytes), in one C loop."""
+    try:
+        return list(map(_decode, map(_encode, clsdict)))
+    except (TypeError, UnicodeEncodeError):  # a lone surrogate (or a non-str key)
+        return list(map(fresh_name, clsdict))
+
+
 def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     """Reduce tuple that rebuilds ``cls`` by value.
 
@@ -488,7 +501,8 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     of the class statement rather than the resulting ones (TypedDict).
     """
     clsdict = cls.__dict__
-    namespace = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    namespace = {"__module__": canonical_module_name(cls.__module__),
+                 "__qualname__": cls.__qualname__}
     doc = clsdict.get("__doc__")
     if doc is not None:
         namespace["__doc__"] = doc
@@ -519,7 +533,7 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
         offer = batch.offer
     attrs = {}
     order = []
-    for name, value in clsdict.items():
+    for name, value in zip(_fresh_names(clsdict), clsdict.values()):
         if name in skip or name in slots:
             continue
         order.append(name)

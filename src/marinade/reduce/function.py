@@ -20,7 +20,7 @@ import types
 from .. import _compat
 from .._lookup import submodules_used
 from .._rebuild import cell, function
-from ._expr import Call, sequence, stable
+from ._expr import Call, canonical_module_name, fresh_name, sequence, stable
 from .code import _info_cache, code_info, code_names, globals_used
 
 _dict_update = dict.update
@@ -45,12 +45,12 @@ class _Globals:
         name = source.get("__name__")
         # __name__ lets the rebuilt function (and classes it creates) report
         # the right __module__.
-        self.target: dict = {} if name is None else {"__name__": name}
+        self.target: dict = {} if name is None else {"__name__": canonical_module_name(name)}
         package = source.get("__package__")
         if package:
             # For relative imports in the code (``from .x import y`` in a
             # package's __init__: __name__ alone names no parent package).
-            self.target["__package__"] = package
+            self.target["__package__"] = canonical_module_name(package)
         self.planned: set[str] = set(self.target)
         self.submodules: set[str] = set()  # imported at load by a planned global
 
@@ -200,7 +200,7 @@ def reduce_function(pickler, func: types.FunctionType):
     module = func.__module__
     module_name = fglobals.get("__name__")  # what the rebuilt globals' __name__ says
     if module != module_name:
-        attrs["__module__"] = module
+        attrs["__module__"] = canonical_module_name(module)
     consts = code.co_consts  # the docstring FunctionType takes (_compat.doc_from_code)
     if func.__doc__ != (consts[0] if consts and type(consts[0]) is str else None):
         attrs["__doc__"] = func.__doc__
@@ -208,7 +208,8 @@ def reduce_function(pickler, func: types.FunctionType):
         attrs["__type_params__"] = func.__type_params__
     fdict = func.__dict__
     if fdict:
-        attrs.update(fdict)  # __wrapped__, user attributes, ...
+        # __wrapped__, user attributes, ...: set by name where they load (see fresh_name)
+        attrs.update(zip(map(fresh_name, fdict), fdict.values()))
 
     if closure is None and "." in func.__qualname__:
         # Maybe a method, pickled before its class: its class's method batch
@@ -233,7 +234,7 @@ def reduce_function(pickler, func: types.FunctionType):
         # No globals to share or fill: the module name stands in for the dict.
         # (Only a str can: exec'd code without __name__ has __module__ None.
         # Code of a package's module may import relatively: see _Globals.)
-        fn_globals = module
+        fn_globals = canonical_module_name(module)
     else:
         if shared is None:
             shared = _shared_globals(pickler, fglobals)

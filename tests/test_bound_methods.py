@@ -4,8 +4,9 @@ Plain pickle reduces every bound method to ``getattr(owner, name)``: a
 function bound to one object by hand (``obj.forward = MethodType(f, obj)``,
 the usual way to patch one instance) came back as the class's method of that
 name, or failed to load when the class has none. marinade keeps pickle's
-small form when the lookup finds the same function, and otherwise sends
-``types.MethodType(func, owner)``.
+small form when the lookup finds the same function in an importable class,
+and otherwise sends ``types.MethodType(func, owner)`` (a class sent by value
+may not have the name yet when the lookup runs).
 """
 
 from __future__ import annotations
@@ -86,3 +87,43 @@ def test_a_method_found_by_name_keeps_the_small_form():
     method = pickle.loads(marinade.dumps(counter.bump))
     assert "MethodType" in _globals_in(marinade.dumps(counter.bump))
     assert method() == -1 and method.__self__.bump() == -1
+
+
+def test_bound_methods_kept_in_their_own_class_state(tmp_path):
+    # The class's state holds methods bound to the class or to an instance:
+    # a name lookup would run before the state sets the name. (pydantic keeps
+    # its bound classmethod validators in __pydantic_decorators__ like this.)
+    out = run_roundtrip(tmp_path, """
+        import os, pickle, marinade
+
+        class Registry:
+            @classmethod
+            def make(cls, x):
+                return ("made", cls.__name__, x)
+
+            def hello(self):
+                return "hi " + self.who
+
+            def __init__(self, who="default"):
+                self.who = who
+
+        Registry.factory = Registry.make
+        Registry.greeter = Registry("kept").hello
+        Registry.table = {"make": Registry.make}
+
+        class Child(Registry):
+            pass
+
+        Child.inherited = Child.make   # found on the parent, bound to the child
+        obj = [Registry, Child]
+        open(os.environ["MARINADE_PAYLOAD"], "wb").write(pickle.dumps(
+            (marinade.dumps(obj), marinade.dumps(obj, standalone=True))))
+    """, """
+        import os, pickle
+        for data in pickle.loads(open(os.environ["MARINADE_PAYLOAD"], "rb").read()):
+            Registry, Child = pickle.loads(data)
+            print(Registry.factory(1), Registry.greeter(), Registry.table["make"](2),
+                  Child.inherited(3), Registry.factory.__func__ is Registry.make.__func__)
+    """)
+    line = "('made', 'Registry', 1) hi kept ('made', 'Registry', 2) ('made', 'Child', 3) True"
+    assert out.splitlines() == [line, line]

@@ -18,7 +18,7 @@ import operator
 import types
 
 from .. import _compat
-from .._lookup import submodules_used
+from .._lookup import lookup_by_reference, submodules_used
 from .._rebuild import cell, function
 from ._expr import Call, canonical_module_name, fresh_name, sequence, stable
 from .code import _info_cache, code_info, code_names, globals_used
@@ -31,6 +31,7 @@ _import_module = importlib.import_module
 # Bound once: read for every function pickled.
 _CODE_TAG = _compat.CODE_TAG
 _PY_3_12_PLUS = _compat.PY_3_12_PLUS
+_HEAPTYPE = _compat.HEAPTYPE
 # Values that cannot refer to anything, so they can go straight into a cell
 # at creation time instead of being filled in afterwards.
 ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
@@ -287,43 +288,51 @@ _MISSING = object()
 _object_getattribute = object.__getattribute__
 
 
-def _found_by_name(owner, func, name: str) -> bool:
-    """``getattr(owner, name)`` gives back ``func`` bound to ``owner``, by a
-    static look at the namespaces (no descriptor or ``__getattr__`` runs)."""
+def _defining_class(owner, func, name: str):
+    """The class whose namespace makes ``getattr(owner, name)`` give back
+    ``func`` bound to ``owner``, by a static look (no descriptor or
+    ``__getattr__`` runs); None if the lookup would not find it."""
     if isinstance(owner, type):  # a classmethod, bound to its class
         for klass in owner.__mro__:
             attr = klass.__dict__.get(name, _MISSING)
             if attr is not _MISSING:
-                return type(attr) is classmethod and attr.__func__ is func
-        return False
+                return klass if type(attr) is classmethod and attr.__func__ is func else None
+        return None
     kind = type(owner)
     if kind.__getattribute__ is not _object_getattribute:
-        return False  # a custom lookup decides at load time: not ours to predict
+        return None  # a custom lookup decides at load time: not ours to predict
     try:
         own = _object_getattribute(owner, "__dict__")
     except AttributeError:
         own = None
     if own and name in own:
-        return False  # the instance's attribute shadows the class's
+        return None  # the instance's attribute shadows the class's
     for klass in kind.__mro__:
         attr = klass.__dict__.get(name, _MISSING)
         if attr is not _MISSING:
-            return attr is func
-    return False
+            return klass if attr is func else None
+    return None
 
 
 def reduce_bound_method(pickler, method: types.MethodType):
-    """A bound method: ``getattr(owner, name)`` when that finds it (pickle's
-    way, and the smallest), else ``types.MethodType(func, owner)``.
+    """A bound method: ``getattr(owner, name)`` when that finds it in an
+    importable class (pickle's way, and the smallest), else
+    ``types.MethodType(func, owner)``.
 
     Plain pickle always looks the name up, so a function bound to one object
     by hand (``obj.forward = MethodType(new_forward, obj)``, the usual
     instance patch) came back as the class's method of that name, or failed
-    on load when the class has none.
+    on load when the class has none. A class sent by value may not have the
+    name yet when the lookup runs: a bound method kept in the class's own
+    state (``A.factory = A.make``; pydantic keeps its bound validators in
+    ``__pydantic_decorators__``) is rebuilt before the state sets ``make``.
     """
     func = method.__func__
     owner = method.__self__
     name = getattr(func, "__name__", None)
-    if type(name) is str and _found_by_name(owner, func, name):
-        return getattr, (owner, name)
+    if type(name) is str:
+        klass = _defining_class(owner, func, name)
+        if klass is not None and (klass.__flags__ & _HEAPTYPE == 0
+                                  or lookup_by_reference(klass) is not None):
+            return getattr, (owner, name)
     return types.MethodType, (func, owner)

@@ -149,6 +149,59 @@ def test_init_subclass_not_rerun(tmp_path):
     ]
 
 
+def test_subclass_from_a_later_payload_registers_with_the_live_base(tmp_path):
+    # A plugin registry: the base reaches a worker with one task, a subclass
+    # defined afterwards with a later one. The live base's registry must get
+    # the subclass, as the class statement gave it in the producer, and with
+    # the subclass's own attributes already set (``cls.name`` below).
+    out = run_roundtrip(
+        tmp_path,
+        producer=f"""
+            import marinade
+
+            class Plugin:
+                registry = {{}}
+                created = []
+                name = "base"
+
+                def __init_subclass__(cls, **kwargs):
+                    super().__init_subclass__(**kwargs)
+                    Plugin.registry[cls.name] = cls
+                    Plugin.created.append(cls.__name__)
+
+            class Early(Plugin):
+                name = "early"
+
+            first = marinade.dumps(Plugin)      # the registry holds Early
+
+            class Late(Plugin):
+                name = "late"
+
+                def run(self):
+                    return "ran " + self.name
+
+            parts = [first, Late, Early, Plugin]
+            {WRITE_PARTS}
+        """,
+        consumer=f"""
+            {READ_PARTS}
+            Plugin = pickle.loads(parts[0])
+            print(sorted(Plugin.registry), Plugin.created)
+            Late = pickle.loads(parts[1])
+            print(Late.__bases__[0] is Plugin, sorted(Plugin.registry), Plugin.created)
+            print(Plugin.registry["late"] is Late, Plugin.registry["late"]().run())
+            Early = pickle.loads(parts[2])   # came with the base: not registered twice
+            print(Plugin.registry["early"] is Early, Plugin.created, pickle.loads(parts[3]) is Plugin)
+        """,
+    )
+    assert out.splitlines() == [
+        "['early'] ['Early']",
+        "True ['early', 'late'] ['Early', 'Late']",
+        "True ran late",
+        "True ['Early', 'Late'] True",
+    ]
+
+
 def test_round_trip_in_producer_is_identity(tmp_path):
     out = run_roundtrip(
         tmp_path,

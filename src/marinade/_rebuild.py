@@ -188,7 +188,9 @@ def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
     Code that travels by value (the ``__init_subclass__`` of a by-value base, a
     by-value metaclass) is not run again when the class is created: its effects
     on the class are part of the state the payload carries, and it may need
-    class keyword arguments that a class object does not remember. Framework
+    class keyword arguments that a class object does not remember. (Unless the
+    base was loaded by an earlier payload: then its ``__init_subclass__`` runs
+    in ``set_class_state``, to register the class with the live base.) Framework
     code imported by reference (ABCMeta, EnumType, a base that registers its
     subclasses) runs as it did for the original class statement.
     """
@@ -202,6 +204,15 @@ def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
         owner = _init_subclass_owner(bases)
         if owner is not None and owner in reg.by_value:
             cls = _make_class(metaclass, maker, name, bases, namespace, kwds, owner)
+            if owner not in reg.fresh:
+                # The base came alive from an earlier payload, so what its
+                # __init_subclass__ did for this class where it was defined
+                # (a registry entry in the base) is in no state this payload
+                # sets: it runs once the class has its own state.
+                later = getattr(reg, "init_subclass_later", None)
+                if later is None:
+                    later = reg.init_subclass_later = {}
+                later[cls] = kwds
         else:
             try:
                 cls = _make_class(metaclass, maker, name, bases, namespace, kwds, None)
@@ -250,6 +261,13 @@ def set_class_state(cls, state):
                 vars(cls[member_name]).update(member_attrs)
             for subclass in extras.get("abc_register", ()):
                 cls.register(subclass)
+        later = getattr(reg, "init_subclass_later", None)
+        if later and cls in later:
+            kwds = later.pop(cls)
+            try:
+                super(cls, cls).__init_subclass__(**kwds)
+            except TypeError:
+                pass  # keywords the class object does not remember: as before, not run
         reg.fresh.discard(cls)
 
 

@@ -271,6 +271,23 @@ def set_class_state(cls, state):
         reg.fresh.discard(cls)
 
 
+def set_class_methods(cls, attrs):
+    """Set a fresh class's methods ahead of the rest of its state (since 0.6).
+
+    For a class whose state holds instances of itself (``Money.ZERO =
+    Money(0)``): pickle makes them while it reads the state, before
+    ``set_class_state`` runs, and their ``__setstate__``, ``__new__`` or
+    ``__reduce__`` must be on the class by then. Like ``set_class_state``,
+    only for a class this load created; the class stays fresh for the
+    ``set_class_state`` that follows.
+    """
+    reg = _registry()
+    with reg.lock:
+        if cls in reg.fresh:
+            for attr, value in attrs.items():
+                type.__setattr__(cls, attr, value)
+
+
 def enum_member(cls, *args):
     """``__new__`` of an Enum class while it is rebuilt: one member, made as it was.
 

@@ -31,7 +31,13 @@ from weakref import WeakKeyDictionary
 
 from .. import _compat, _registry
 from .._lookup import lookup_by_reference
-from .._rebuild import enum_member, load_code_table, rebuild_class, set_class_state
+from .._rebuild import (
+    enum_member,
+    load_code_table,
+    rebuild_class,
+    set_class_methods,
+    set_class_state,
+)
 from ._expr import Call, canonical_module_name, fresh_name, stable
 from .code import _stable_filename, code_names, code_table, globals_used
 from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
@@ -481,6 +487,40 @@ def _place_methods(pickler, cls, batch, namespace: dict, attrs: dict, order: lis
             Call(operator.getitem, ((attrs, BatchGlobals(batch)), 0)))
 
 
+_METHOD_KINDS = frozenset({_FunctionType, classmethod, staticmethod, property})
+
+
+# What pickle calls on the class to make or fill one of its instances.
+_RESTORE_HOOKS = frozenset({"__setstate__", "__new__", "__reduce__", "__reduce_ex__",
+                            "__getnewargs__", "__getnewargs_ex__", "__setattr__"})
+
+
+def _holds_own_instances(cls: type, attrs: dict) -> bool:
+    """A class attribute is an instance of ``cls`` (or a container of some),
+    and ``cls`` defines how its instances are made or restored.
+
+    Pickle makes them while it reads the class state, before the state's
+    methods are set: their ``__setstate__``/``__new__``/``__reduce__`` would
+    be missing (see ``_rebuild.set_class_methods``).
+    """
+    if _RESTORE_HOOKS.isdisjoint(cls.__dict__):
+        return False
+    for value in attrs.values():
+        kind = type(value)
+        if kind in _ATOMS or kind in _METHOD_KINDS:
+            continue
+        if isinstance(value, cls):
+            return True
+        if kind is dict:
+            value = value.values()
+        elif kind is not tuple and kind is not list:
+            continue
+        for item in value:
+            if isinstance(item, cls):
+                return True
+    return False
+
+
 _encode = str.encode
 _decode = bytes.decode
 
@@ -562,9 +602,17 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
         bases = cls.__bases__
     key = class_key(cls)
     state_attrs = attrs
+    methods_first = pickler._portable_state is None and _holds_own_instances(cls, attrs)
     if batch is not None:
+        if methods_first:
+            batch.names.clear()  # each method in the state, to be set first
         namespace, state_attrs = _place_methods(pickler, cls, batch, namespace, attrs, order,
                                                 bases, kwds)
+    if methods_first:
+        early = {name: value for name, value in state_attrs.items()
+                 if type(value) in _METHOD_KINDS}
+        late = {name: value for name, value in state_attrs.items() if name not in early}
+        state_attrs = Call(operator.getitem, ((Call(set_class_methods, (cls, early)), late), 1))
     args = (type(cls), cls.__name__, bases, namespace, key)
     if kwds:
         args += (kwds,)

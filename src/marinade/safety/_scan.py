@@ -2358,6 +2358,13 @@ def _h_set_class_state(self: Scanner, func, args, pos):
     return None
 
 
+def _h_set_class_methods(self: Scanner, func, args, pos):
+    if len(args) >= 2 and type(args[0]) is ClassV and type(args[1]) is Map:
+        for key, value in args[1].entries.items():
+            args[0].attrs[key] = value
+    return None
+
+
 def _h_cloudpickle_class(self: Scanner, func, args, pos):
     name = args[1] if len(args) > 1 else None
     return self._new_class(name, {}, "cloudpickle", pos, args[2] if len(args) > 2 else None)
@@ -2516,6 +2523,7 @@ _HANDLERS = {
     "dill._dill._create_cell": _h_cell,
     "marinade._rebuild.rebuild_class": _h_rebuild_class,
     "marinade._rebuild.set_class_state": _h_set_class_state,
+    "marinade._rebuild.set_class_methods": _h_set_class_methods,
     "marinade._rebuild.enum_member": _h_enum_member,
     "marinade._rebuild.shared_object": _h_shared_object,
     "marinade._rebuild.set_subclass_state": _h_set_subclass_state,

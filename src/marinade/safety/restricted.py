@@ -52,6 +52,7 @@ RECONSTRUCTORS = frozenset({
     "marinade._rebuild.load_code", "marinade._rebuild.load_code_table",
     "marinade._rebuild.function", "marinade._rebuild.cell",
     "marinade._rebuild.rebuild_class", "marinade._rebuild.set_class_state",
+    "marinade._rebuild.set_class_methods",  # set_class_state's attributes, set earlier
     "marinade._rebuild.enum_member", "marinade._rebuild.shared_object",
     "marinade._rebuild.load_kit",
     # Data only: builds frames from a fixed empty generator, runs nothing given.

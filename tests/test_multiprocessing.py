@@ -608,3 +608,166 @@ def test_executor_map_ships_its_function_once_per_call():
     # submit(f): each call item pickles f itself (its own snapshot).
     direct = feed(cf_process._CallItem(5, f, (2,), {}))
     assert direct.fn(*direct.args) == 20
+
+
+# A second module of the program, pickled by value too: it keeps a namespace
+# of its own in the workers.
+OTHER_MODULE = '''
+conn = "other: default"
+
+
+def setup(url):
+    global conn
+    conn = f"other: {url}"
+
+
+def read_conn():
+    return conn
+
+
+def sees_main_globals():
+    return sorted(name for name in ("THRESH", "state", "count") if name in globals())
+'''
+
+NAMESPACE_SCRIPT = r'''
+import json, sys
+
+if __name__ == "__main__":
+    from concurrent.futures import ProcessPoolExecutor
+
+    import marinade
+    import other
+
+    marinade.register_pickle_by_value(other)
+    from other import read_conn, sees_main_globals, setup
+
+    ctx = marinade.get_context(sys.argv[1])
+    conn = None        # the initializer rebinds it (global conn)
+    state = {}         # the initializer fills it in place
+    THRESH = 1         # the parent rebinds it between calls; workers never touch it
+    config = {"scale": 1}  # the parent changes it in place; workers never touch it
+    count = 0          # the tasks rebind it: each worker keeps its own count
+
+    def init(url):
+        global conn
+        conn = f"connected: {url}"
+        state["model"] = url.upper()
+        setup(url)
+
+    def task(x):
+        global count
+        count += 1
+        return [conn, state.get("model"), THRESH, config["scale"], count,
+                read_conn(), sees_main_globals(), x]
+
+    out = {}
+    with ctx.Pool(1, initializer=init, initargs=("db",)) as pool:
+        first = pool.map(task, [1, 2])
+        THRESH = 2
+        config["scale"] = 10
+        out["pool"] = [first, pool.map(task, [3]), pool.apply_async(task, (4,)).get(60)]
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=init, initargs=("ex",)) as ex:
+        first = ex.submit(task, 1).result(60)
+        THRESH = 3
+        out["executor"] = [first, ex.submit(task, 2).result(60), list(ex.map(task, [3]))]
+    print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("method", [m for m in ("spawn", "fork")
+                                    if m in multiprocessing.get_all_start_methods()])
+def test_initializer_and_tasks_share_module_globals(tmp_path, method):
+    # One pool and one executor, each with one worker: its tasks run in order.
+    (tmp_path / "script").mkdir()
+    (tmp_path / "script" / "other.py").write_text(OTHER_MODULE)
+    out = _run_json(tmp_path, NAMESPACE_SCRIPT, method)
+    db = ["connected: db", "DB"]
+    other = ["other: db", []]  # the other module: its own conn, none of __main__'s names
+    assert out["pool"] == [
+        [[*db, 1, 1, 1, *other, 1], [*db, 1, 1, 2, *other, 2]],
+        # The parent's changes reach the worker; the initializer's globals and
+        # the worker's count stay.
+        [[*db, 2, 10, 3, *other, 3]],
+        [*db, 2, 10, 4, *other, 4],
+    ]
+    ex, other = ["connected: ex", "EX"], ["other: ex", []]
+    assert out["executor"] == [[*ex, 2, 10, 1, *other, 1], [*ex, 3, 10, 2, *other, 2],
+                               [[*ex, 3, 10, 3, *other, 3]]]
+
+
+def test_producer_namespace_merge_rules():
+    from marinade import _rebuild
+
+    merge = _rebuild._merge_producer_globals
+    token = object()  # a key no real producer uses
+    ns = _rebuild._producer_globals(token, "mod", "pkg")
+    assert ns is _rebuild._producer_globals(token, "mod")
+    assert (ns["__name__"], ns["__package__"]) == ("mod", "pkg")
+    assert _rebuild._producer_globals(token, "other") is not ns
+    ns["mine"] = "set here first"
+    cache, config, items = {}, {"a": 1}, [1]
+    merge(ns, {"conn": None, "cache": cache, "config": config, "items": items, "k": 1,
+               "mine": "shipped", "gone": 0})
+    assert ns["mine"] == "set here first"  # set here before any payload shipped it
+    assert ns["conn"] is None and ns["cache"] is cache
+    ns["conn"] = "connected"  # rebound here
+    ns["cache"]["model"] = "m"  # changed in place here
+    del ns["gone"]  # deleted here
+    ns["items"][0] = 1  # the same items: unchanged
+    new_config, new_items = {"a": 2}, [2]
+    merge(ns, {"conn": None, "cache": {}, "config": new_config, "items": new_items, "k": 2,
+               "mine": "shipped", "gone": 0, "new": "n"})
+    assert ns["conn"] == "connected" and ns["cache"] == {"model": "m"} and "gone" not in ns
+    assert ns["config"] is new_config and ns["items"] is new_items  # untouched here: replaced
+    assert (ns["k"], ns["new"], ns["mine"]) == (2, "n", "set here first")
+    # A name changed here stays this process's, whatever is shipped later.
+    ns["k"] = 5
+    merge(ns, {"k": 3})
+    merge(ns, {"k": 4, "conn": "other"})
+    assert (ns["k"], ns["conn"]) == (5, "connected")
+
+    class Refuses:
+        def __eq__(self, other):
+            raise ValueError("no truth value")
+
+    big, odd = list(range(2000)), [0]
+    merge(ns, {"big": big, "odd": odd})
+    big[0] = -1  # too large to copy when it arrived: only rebinding counts
+    odd[0] = Refuses()  # an item that refuses comparison: changed
+    merge(ns, {"big": [0], "odd": [0]})
+    assert ns["big"] == [0] and ns["odd"] is odd
+
+
+def test_context_pickler_ships_module_namespaces_plain_dumps_does_not():
+    from marinade.integrations import multiprocessing as mmp
+
+    # Functions of this module (a real one, found in sys.modules), by value.
+    marinade.register_pickle_by_value(sys.modules[__name__])
+    try:
+        set_payload = mmp._dumps(_set_module_value)
+        get_payload = mmp._dumps(_get_module_value)
+        plain = marinade.dumps(_get_module_value)
+    finally:
+        marinade.unregister_pickle_by_value(sys.modules[__name__])
+    assert b"_producer_globals" in get_payload and b"_producer_globals" not in plain
+    setter, getter = pickle.loads(set_payload), pickle.loads(get_payload)
+    assert setter.__globals__ is getter.__globals__  # two payloads, one namespace
+    assert setter.__globals__ is not globals()
+    setter("from a loaded function")
+    assert getter() == "from a loaded function"
+    assert pickle.loads(get_payload)() == "from a loaded function"  # a later payload too
+    assert _module_value is None  # the real module is untouched
+    loose = pickle.loads(plain)  # marinade.dumps: a globals dict of its own
+    assert loose.__globals__ is not getter.__globals__ and loose() is None
+
+
+_module_value = None
+
+
+def _set_module_value(value):
+    global _module_value
+    _module_value = value
+
+
+def _get_module_value():
+    return _module_value

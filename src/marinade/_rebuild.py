@@ -456,3 +456,120 @@ def traceback(entries):
             namespace = namespaces[module] = {"__name__": module}
         tb = types.TracebackType(tb, types.FunctionType(code, namespace)().gi_frame, -1, lineno)
     return tb
+
+
+# One module namespace per (producer process, module name), for the payloads
+# of marinade's multiprocessing integration (since 0.6): a pool's initializer
+# and its tasks travel in separate payloads, yet must see one module, as they
+# do with the stdlib, where the worker imports the module once.
+# _producer_spaces: (producer, module name) -> namespace. _producer_records:
+# id(namespace) -> (namespace, record), where record maps a name to (the value
+# last shipped, a copy of its items or None), or to _CHANGED_HERE once this
+# process changed it. (No lock: a pool worker loads in one thread.)
+_producer_spaces: dict = {}
+_producer_records: dict = {}
+_PRODUCER_SPACES_MAX = 256
+_CHANGED_HERE = ("set here",)  # a unique marker (a tuple: records only hold tuples)
+_SNAPSHOT_TYPES = (dict, list, set)
+# Larger containers get no copy of their items: it would double their memory
+# (and, in a fork child, touch every item, unsharing the pages fork shares).
+# Only rebinding them counts as a change.
+_SNAPSHOT_MAX_ITEMS = 1024
+
+
+def _producer_globals(producer, name, package=None):
+    """The globals dict of module ``name`` of the process ``producer`` (a
+    token the producer picked), made on first use (since 0.6).
+
+    Every payload from that process that names this module here gets the same
+    dict back, and its functions share it: a global one of them sets (a pool
+    initializer's ``global conn``) is seen by the others, across payloads.
+    Payloads fill it through ``_merge_producer_globals``. Not a restricted-mode
+    reconstructor: only the multiprocessing integration makes these payloads,
+    and it loads them with plain ``pickle``.
+    """
+    key = (producer, name)
+    namespace = _producer_spaces.get(key)
+    if namespace is None:
+        namespace = {"__name__": name}
+        if package is not None:
+            namespace["__package__"] = package
+        namespace["__builtins__"] = sys.modules["builtins"]
+        namespace = _producer_namespace(key, namespace, {})
+    return namespace
+
+
+def _producer_namespace(key, namespace, record):
+    """Registers ``namespace`` (and its record) under ``key``; gives the one registered."""
+    if len(_producer_spaces) >= _PRODUCER_SPACES_MAX:
+        # A process fed by many short-lived producers: forget the oldest (their
+        # functions keep their dicts; a later payload starts a new one).
+        for old in list(_producer_spaces)[:_PRODUCER_SPACES_MAX // 4]:
+            _producer_records.pop(id(_producer_spaces.pop(old, None)), None)
+    namespace = _producer_spaces.setdefault(key, namespace)
+    _producer_records.setdefault(id(namespace), (namespace, record))
+    return namespace
+
+
+def _merge_producer_globals(namespace, values):
+    """``namespace.update(values)`` for a ``_producer_globals`` dict, except the
+    names this process changed since they last arrived (since 0.6).
+
+    A payload ships the values its sender had; this process may have rebound
+    some of those globals since (an initializer's ``global conn; conn = ...``),
+    deleted them, or changed the items of a dict, list or set in place (one
+    of up to _SNAPSHOT_MAX_ITEMS items when it arrived): those keep this
+    process's value, now and later. The others (the sender changed them, or
+    nobody did) take the shipped value. A name set here before any payload
+    shipped it counts as changed here.
+    """
+    entry = _producer_records.get(id(namespace))
+    if entry is None or entry[0] is not namespace:  # (forgotten meanwhile: a plain update)
+        namespace.update(values)
+        return
+    record = entry[1]
+    for name, value in values.items():
+        last = record.get(name)
+        if last is None:
+            if name in namespace:
+                record[name] = _CHANGED_HERE
+                continue
+        elif last is _CHANGED_HERE:
+            continue
+        else:
+            shipped, items = last
+            if namespace.get(name, _CHANGED_HERE) is not shipped or (
+                    items is not None and not _same_items(shipped, items)):
+                record[name] = _CHANGED_HERE  # changed here: ours from now on
+                continue
+        namespace[name] = value
+        record[name] = (value, _snapshot(value))
+
+
+def _snapshot(value):
+    if type(value) in _SNAPSHOT_TYPES and len(value) <= _SNAPSHOT_MAX_ITEMS:
+        return value.copy()
+    return None
+
+
+def _same_items(container, snapshot):
+    # The snapshot holds the same objects: == compares them by identity first,
+    # so only items replaced here run their own __eq__ (which may refuse).
+    try:
+        return bool(container == snapshot)
+    except Exception:
+        return False
+
+
+def _adopt_producer_globals(producer, name, namespace):
+    """Registers ``namespace`` (a module dict this process inherited by fork
+    from ``producer``) as that producer's module ``name`` (since 0.6).
+
+    Called in a fork child before it runs anything else: every current value
+    counts as shipped by the producer, so the child's later changes are told
+    apart from the producer's.
+    """
+    record = {key: (value, _snapshot(value)) for key, value in list(namespace.items())}
+    old = _producer_spaces.pop((producer, name), None)
+    _producer_records.pop(id(old), None)
+    _producer_namespace((producer, name), namespace, record)

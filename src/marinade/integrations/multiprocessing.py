@@ -33,6 +33,10 @@ Pools ship a map call's function once per worker rather than with every
 task (``_TaskSender``), and ``ProcessPoolExecutor.map`` pickles its function
 once per call (``_ship_map_call``).
 
+The functions of one module of a sending process share one globals dict in
+each receiving process, across payloads (``_ModulePlans``): a pool
+initializer's globals are seen by the tasks, as with the stdlib.
+
 ``patch_multiprocessing()`` is the explicit, global opt-in for code the user
 does not control: it points multiprocessing's own references to
 ``ForkingPickler`` at marinade's (child processes started afterwards apply
@@ -61,8 +65,9 @@ from multiprocessing import queues as _queues
 from multiprocessing import reduction as _reduction
 from multiprocessing import util as _util
 
-from .. import _pickler
+from .. import _lookup, _pickler, _rebuild
 from .._pickler import Pickler as _MarinadePickler
+from ..reduce._expr import Call as _Call
 
 __all__ = [
     "ForkingPickler",
@@ -93,6 +98,14 @@ class ForkingPickler(_MarinadePickler):
         # Set before marinade's __init__, which lets these entries win over its own.
         self.dispatch_table = table
         super().__init__(file, protocol, buffer_callback=buffer_callback)
+        # Module globals travel as this process's namespaces (see _ModulePlans).
+        self._reducers = _namespace_reducers(self._reducers)
+        self._globals_by_id = _ModulePlans()
+
+    def clear_memo(self) -> None:
+        super().clear_memo()
+        if type(self._globals_by_id) is not _ModulePlans:  # (marinade's reset puts a dict)
+            self._globals_by_id = _ModulePlans()
 
     @classmethod
     def register(cls, type, reduce) -> None:  # noqa: A002 - multiprocessing's signature
@@ -108,6 +121,124 @@ class ForkingPickler(_MarinadePickler):
         return buf.getbuffer()
 
     loads = pickle.loads
+
+
+# ---------------------------------------------------------------------------
+# One module namespace per (sending process, module) where payloads load.
+#
+# A by-value function carries the globals it reads, and plain marinade gives
+# each payload its own globals dict. A pool's initializer and its tasks come
+# in separate payloads: ``global conn; conn = connect()`` in the initializer
+# wrote a dict that no task read. With the stdlib, the worker imports the
+# module once and every function of it shares its namespace. So the globals
+# of a module (a real one: ``sys.modules[name].__dict__``) pickled here load
+# as the one namespace that the receiving process keeps for (this process,
+# that module): ``_rebuild._producer_globals``, filled by
+# ``_rebuild._merge_producer_globals``, which keeps what the receiver changed
+# itself. Only this pickler does it: ``marinade.dumps`` is untouched.
+# ---------------------------------------------------------------------------
+
+
+def _new_token() -> int:
+    return int.from_bytes(os.urandom(8), "little")
+
+
+_token = _new_token()  # this process's name in those keys
+
+
+class _ProducerTarget(dict):
+    """The rebuilt globals of a real module, while a dump plans them.
+
+    A dict subclass, so that ``reducer_override`` sees it (the C pickler
+    never shows it an exact dict): it pickles as the receiver's namespace for
+    this process and module.
+    """
+
+    __slots__ = ()
+
+
+def _reduce_producer_target(pickler, target: _ProducerTarget):
+    package = target.get("__package__")
+    args = (_token, target["__name__"])
+    return _rebuild._producer_globals, args if package is None else (*args, package)
+
+
+def _reduce_call(pickler, call: _Call):
+    # A globals fill (``dict.update(target, values)``) merges into the namespace.
+    args = call.args
+    if call.func is _dict_update and type(args[0]) is _ProducerTarget and call.state is None:
+        return _rebuild._merge_producer_globals, args
+    return call.as_reduce()
+
+
+_dict_update = dict.update
+_derived_tables: list = [None, None]  # [marinade's table, ours], for the latest one
+
+
+def _namespace_reducers(table: dict) -> dict:
+    derived = _derived_tables
+    if derived[0] is not table:
+        ours = dict(table)
+        ours[_Call] = _reduce_call
+        ours[_ProducerTarget] = _reduce_producer_target
+        derived[:] = table, ours
+    return derived[1]
+
+
+class _ModulePlans(dict):
+    """A ForkingPickler's ``_globals_by_id`` (id of a globals dict -> its plan).
+
+    marinade's function reducer stores the plan of each globals dict it meets
+    here once (``_globals_by_id[key] = plan``): a real module's plan gets a
+    ``_ProducerTarget`` before anything uses its target.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, key, plan) -> None:
+        source = plan.source
+        name = source.get("__name__")
+        if type(name) is str and type(plan.target) is dict:
+            module = sys.modules.get(name)
+            if module is not None and getattr(module, "__dict__", None) is source:
+                plan.target = _ProducerTarget(plan.target)
+        dict.__setitem__(self, key, plan)
+
+
+def _by_value_module_names() -> list[str]:
+    names = ["__main__", "__mp_main__"]
+    if _lookup._by_value_modules:  # registered by value: they and their submodules
+        names += [name for name in list(sys.modules)
+                  if name not in names and _lookup.module_is_by_value(name)]
+    return names
+
+
+def _after_fork_in_child() -> None:
+    """A fork child is a sender of its own; and it holds its parent's modules.
+
+    The parent's payloads name its modules, which the child already has (a
+    pool initializer that ran in the child set their globals): those
+    namespaces are the child's modules themselves, whose current values
+    count as shipped by the parent.
+    """
+    global _token
+    parent, _token = _token, _new_token()
+    seen = set()
+    for name in _by_value_module_names():
+        module = sys.modules.get(name)
+        namespace = getattr(module, "__dict__", None)
+        if type(namespace) is not dict or id(namespace) in seen:
+            continue
+        seen.add(id(namespace))
+        # Payloads name a module by its __name__ (a spawn child's __main__
+        # is "__mp_main__"), as _ModulePlans finds it.
+        own_name = namespace.get("__name__")
+        if type(own_name) is str and sys.modules.get(own_name) is module:
+            _rebuild._adopt_producer_globals(parent, own_name, namespace)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---------------------------------------------------------------------------
@@ -208,6 +339,7 @@ def _dumps(obj) -> bytes:
         _raw_clear_memo(pickler)
         if pickler._globals_by_id or pickler._cells_seen or pickler._deferred_cells:
             _reset_state(pickler)  # only when the dump used it
+            pickler._globals_by_id = _ModulePlans()
         buf.seek(0)
         buf.truncate()
     if len(data) > _REUSE_MAX_BYTES:

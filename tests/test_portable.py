@@ -56,6 +56,7 @@ def _cross(tmp_path, producer: str, consumer: str, version: str) -> dict:
 FUNCTIONS_PRODUCER = r'''
 import functools
 import os
+import typing
 import marinade
 
 def scale(x, factor=2, *, offset: int = 0) -> int:
@@ -172,13 +173,32 @@ def local_class(k):
             return (Local.__name__, self.k, super().__repr__() is not None)
     return Local
 
+P = typing.ParamSpec("P")
+R = typing.TypeVar("R")
+
+def forward(func: typing.Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    return func(*args, **kwargs)  # P.args: an instance of a Python class on 3.11 only
+
+def traced(func: typing.Callable[P, R]) -> typing.Callable[P, R]:
+    @functools.wraps(func)  # copies lru_cache's cache_parameters (a functools lambda)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return func(*args, **kwargs)
+    return call
+
+@traced
+@functools.lru_cache(maxsize=8)
+def double(x):
+    return x * 2
+
 bump, peek = counter_pair()
 bump()
 obj = dict(
     scale=scale, inc=inc, dec=dec, nest=nest, bump=bump, peek=peek, fact=recursive(),
     is_even=mutual(), empty=with_empty_cell(), factory=make_adder_factory(100), greet=greet,
     add_total=add_total, read_total=read_total, squares=squares, gen=gen, coro=coro, boom=boom,
-    Child=Child, Local=local_class(7),
+    Child=Child, Local=local_class(7), double=double, forward=forward,
+    # without its lru_cache wrapper in the payload
+    lone_params=functools.lru_cache(maxsize=None, typed=True)(abs).cache_parameters,
 )
 '''
 
@@ -208,6 +228,14 @@ c = Child.make(5)
 out["classes"] = [c.value(), c.doubled, Child.static(1), c.clone().value(), Child.made_by_meta,
                   type(Child).__name__, Child.__qualname__, Child.value.__qualname__]
 out["local"] = list(d["Local"]().get())
+dbl = d["double"]
+cached, hints = dbl.__wrapped__, d["forward"].__annotations__
+out["paramspec_lru"] = [dbl(4), dbl(4), cached.cache_info().hits, dbl.cache_parameters(),
+                        dbl.cache_parameters is cached.cache_parameters,
+                        d["lone_params"](), d["forward"](divmod, 7, 2),
+                        [repr(hints["args"]), repr(hints["kwargs"])],
+                        hints["args"] == hints["kwargs"].__origin__.args,
+                        hints["args"].__origin__ is hints["func"].__args__[0]]
 try:
     d["boom"](1)
 except ZeroDivisionError:
@@ -239,6 +267,9 @@ def test_functions_and_classes_cross_version(tmp_path, version):
         "coro": 12,
         "classes": [6, 10, 1001, 7, "child", "Meta", "Child", "Child.value"],
         "local": ["Local", 7, True],
+        "paramspec_lru": [8, 8, 1, {"maxsize": 8, "typed": False}, True,
+                          {"maxsize": None, "typed": True}, [3, 1], ["P.args", "P.kwargs"],
+                          True, True],
         # the traceback shows the real source line, from linecache
         "tb": [True, _line_of(FUNCTIONS_PRODUCER, "def boom(x):"), True],
     }

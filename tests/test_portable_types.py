@@ -242,8 +242,16 @@ for name in ("Movie", "Sequel", "Functional"):
                    {k: repr(v) for k, v in typing.get_type_hints(td).items()}]
 out["typeddict"] = typed
 HasSize, Mode = d["HasSize"], d["Mode"]
+
+class LocalSized:  # made here: only the members count, not what 3.13 records of a class
+    limit = 0
+
+    def size(self):
+        return 0
+
 out["protocol"] = [isinstance(d["Sized"](), HasSize), isinstance(object(), HasSize),
-                   raises(HasSize), raises(issubclass, d["Sized"], HasSize)]
+                   raises(HasSize), raises(issubclass, d["Sized"], HasSize),
+                   isinstance(LocalSized(), HasSize)]
 out["enums"] = [Mode.FAST == "fast", Mode("slow") is Mode.SLOW, [m.value for m in Mode],
                 int(d["Perm"].R | d["Perm"].W), d["Perm"](6) is (d["Perm"].R | d["Perm"].W)]
 Stack = d["Stack"]
@@ -291,7 +299,7 @@ def test_generated_classes_cross_version(tmp_path, generated_payload, version):
             "Functional": [["a"], ["b"], True, True, ["a", "b"] if mutable else ["n/a"],
                            {"a": "<class 'int'>", "b": "<class 'str'>"}],
         },
-        "protocol": [True, False, "TypeError", "TypeError"],
+        "protocol": [True, False, "TypeError", "TypeError", True],
         "enums": [True, True, ["fast", "slow"], 6, True],
         "abc_generic": ["TypeError", 0, True, ["T"]],
         "library_wrapper": "Node([...])",
@@ -388,6 +396,22 @@ def test_same_process_roundtrip_gives_the_live_class():
     twins = [type("Twin", (), {"n": 1}) for _ in range(2)]
     loaded = pickle.loads(marinade.dumps(twins, portable=True))
     assert loaded[0] is twins[0] and loaded[1] is twins[1]
+
+
+def test_param_spec_args_and_class_records_in_process():
+    P = typing.ParamSpec("P")  # local: sent by value
+
+    class Local:
+        def method(self):
+            self.seen = 1
+
+    for kwargs in ({}, {"standalone": True}, {"portable": True}):
+        args, kwds = pickle.loads(marinade.dumps([P.args, P.kwargs], **kwargs))
+        assert (type(args), type(kwds)) == (typing.ParamSpecArgs, typing.ParamSpecKwargs)
+        assert args.__origin__ is P and kwds.__origin__ is P
+    # 3.13 records these in the class; a portable payload leaves them out.
+    data = marinade.dumps(Local, portable=True)
+    assert b"__firstlineno__" not in data and b"__static_attributes__" not in data
 
 
 # -- syntax newer than the loading interpreter ------------------------------------

@@ -69,17 +69,14 @@ def _fails(obj, pickler_cls, protocol):
 
 def _function_children(func: types.FunctionType) -> list:
     from .reduce.code import global_names
+    from .reduce.function import annotation_names
 
     found = []
     fglobals = func.__globals__
     names = set(global_names(func.__code__))
     annotations = func.__annotations__
-    for value in annotations.values():
-        if type(value) is str:  # PEP 563 annotations: the names they mention travel too
-            try:
-                names.update(compile(value, "<annotation>", "eval").co_names)
-            except SyntaxError:
-                pass
+    if annotations:  # PEP 563 annotations: the names they mention travel too (those that pickle)
+        names.update(annotation_names(annotations, fglobals, names))
     for name in sorted(names):
         if name in fglobals:
             found.append((f".__globals__[{name!r}]", fglobals[name]))
@@ -104,6 +101,17 @@ def _function_children(func: types.FunctionType) -> list:
 def _class_children(cls: type) -> list:
     found = [(f".{key}", value) for key, value in cls.__dict__.items()
              if key not in ("__dict__", "__weakref__")]
+    if "__annotations__" in cls.__dict__:
+        # What a class by value ships: its string annotations evaluated.
+        from .reduce.typing import resolved_class_annotations
+
+        try:
+            resolved = resolved_class_annotations(cls)
+        except Exception:  # noqa: BLE001 - the raw ones then
+            resolved = None
+        if resolved is not None:
+            found = [(key, resolved if key == ".__annotations__" else value)
+                     for key, value in found]
     found.extend((f".__bases__[{i}]", base) for i, base in enumerate(cls.__bases__))
     if type(cls) is not type:
         found.append((".__class__", type(cls)))

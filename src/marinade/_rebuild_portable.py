@@ -324,6 +324,15 @@ def _protocol(cls):
     members (``__protocol_attrs__``...), now that they are set."""
     import typing
 
+    from marinade import _compat
+
+    if not _compat.PY_3_13_PLUS:
+        # What 3.13 records about a class body, in payloads made before
+        # portable.py left it out: older typing counts them as members that
+        # no class has.
+        for name in ("__firstlineno__", "__static_attributes__"):
+            if name in cls.__dict__:
+                delattr(cls, name)
     type(typing.Protocol).__init__(cls, cls.__name__, cls.__bases__, {})
     if cls.__dict__.get("_is_runtime_protocol"):
         typing.runtime_checkable(cls)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import linecache
+import operator
 import os
 import types
 import typing
@@ -45,6 +46,7 @@ from . import _compat, _rebuild, _rebuild_portable, _registry
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
 from .reduce import stdlib
+from .reduce._expr import Call as _Call
 from .reduce.classes import claim_key
 from .reduce.function import reduce_function
 
@@ -72,12 +74,19 @@ class PortableState:
 def make_override(pickler):
     """The ``reducer_override`` that ``Pickler.dump`` installs for a portable dump."""
     base = type(pickler).reducer_override
+    lru_owners: dict = {}  # see _note_lru_owners
 
     def reducer_override(obj):
         kind = type(obj)
         if kind is _FunctionType:
             if "<" not in obj.__qualname__ and lookup_by_reference(obj) is not None:
                 return NotImplemented
+            if obj.__code__ is _LRU_PARAMETERS_CODE:
+                reduced = _reduce_lru_parameters(obj, lru_owners)
+                if reduced is not None:
+                    return reduced
+            if obj.__dict__:
+                _note_lru_owners(obj, lru_owners)
             reduced = stdlib.reduce_decorated(pickler, obj)
             if reduced is not NotImplemented:
                 return reduced
@@ -94,6 +103,8 @@ def make_override(pickler):
                 "same CPython version")
         if kind is _ForwardRef:
             return _reduce_forward_ref(obj)
+        if kind is _LRU_WRAPPER:
+            _note_lru_owner(obj, lru_owners)
         if isinstance(obj, type):
             reduced = base(pickler, obj)
             if type(reduced) is tuple and reduced[0] is _rebuild.rebuild_class:
@@ -120,6 +131,50 @@ _TYPE_PARAMS = (typing.TypeVar, typing.ParamSpec, typing.TypeVarTuple)
 _OLD_TYPE_PARAM_OPTIONS = frozenset({"bound", "covariant", "contravariant"})
 _BYTECODE_REBUILDERS = tuple(getattr(_rebuild, name) for name in
                              ("function", "load_code", "load_code_table") if hasattr(_rebuild, name))
+
+
+# -- lru_cache's cache_parameters ---------------------------------------------------
+#
+# lru_cache() gives its wrapper a ``cache_parameters`` lambda, a closure of
+# functools' own code over ``maxsize`` and ``typed``. ``functools.wraps`` copies
+# it onto a wrapper around the cached function (with the wrapper's __dict__),
+# so it travels with the outer function. It is rebuilt by the loading side's
+# lru_cache: as the attribute of the cached function when that is known to the
+# dump (so the two stay one object, as they were), otherwise from a fresh
+# lru_cache with the same parameters.
+
+_LRU_WRAPPER = getattr(functools, "_lru_cache_wrapper", None)
+_LRU_PARAMETERS_CODE = functools.lru_cache(None)(len).cache_parameters.__code__
+
+
+def _note_lru_owner(wrapper, owners: dict) -> None:
+    params = getattr(wrapper, "cache_parameters", None)
+    if type(params) is _FunctionType and params.__code__ is _LRU_PARAMETERS_CODE:
+        owners[id(params)] = (params, wrapper)  # (holds both: no id reuse)
+
+
+def _note_lru_owners(func, owners: dict) -> None:
+    """Remember the lru_cache wrappers that ``func`` wraps (``__wrapped__`` chain)."""
+    inner = func.__dict__.get("__wrapped__")
+    for _ in range(100):
+        if inner is None:
+            return
+        if type(inner) is _LRU_WRAPPER:
+            _note_lru_owner(inner, owners)
+        inner = getattr(inner, "__wrapped__", None)
+
+
+def _reduce_lru_parameters(params, owners: dict) -> tuple | None:
+    known = owners.get(id(params))
+    if known is not None and known[0] is params:
+        return getattr, (known[1], "cache_parameters")
+    try:  # functools' own lambda: {"maxsize": ..., "typed": ...} from its closure
+        made = params()
+        decorator = _Call(functools.lru_cache, (made["maxsize"], made["typed"]))
+    except Exception:  # noqa: BLE001 - its code in another closure: refused as usual
+        return None
+    # Any function will do as the cached one: only its parameters are asked for.
+    return getattr, (_Call(operator.call, (decorator, len)), "cache_parameters")
 
 
 def _newer_type_param(kind, call) -> bool:
@@ -391,12 +446,22 @@ def _portable_class(cls: type, reduced: tuple) -> tuple:
     # What the standard library's class machinery attached (Protocol's
     # __subclasshook__, Enum's _new_member_...) is made again, by the loading
     # side's own version, when the class is created there.
-    attrs = {name: value for name, value in attrs.items() if not _stdlib_machinery(value)}
+    attrs = {name: value for name, value in attrs.items()
+             if name not in _COMPILER_RECORDS and not _stdlib_machinery(value)}
     args = args[:4] + (portable_class_key(cls),) + args[5:]
     if generator is None:
         return (func, args, (attrs, extras)) + reduced[3:]
     return (func, args, (attrs, extras, generator), None, None,
             _rebuild_portable.set_class_state)
+
+
+# What the 3.13 compiler records in a class body about its source. Older
+# versions take them for ordinary attributes (a Protocol's members: then no
+# class matches it), and the line number points into the producer's file, not
+# a file of the loading side: left out whatever the loading version.
+# (``__type_params__``, 3.12+, stays: a class that has it cannot be made
+# before 3.12, as its type variables infer their variance.)
+_COMPILER_RECORDS = frozenset({"__firstlineno__", "__static_attributes__"})
 
 
 # -- named tuples --------------------------------------------------------------

@@ -20,6 +20,8 @@ import types
 from .. import _compat
 from .._lookup import lookup_by_reference, submodules_used
 from .._rebuild import cell, function
+from . import _annotations
+from ._annotations import string_names as _string_names
 from ._expr import Call, canonical_module_name, fresh_name, sequence, stable
 from .code import _info_cache, code_info, code_names, globals_used
 
@@ -105,17 +107,29 @@ def _importing(module: types.ModuleType, subs: list[str]) -> Call:
     return Call(_getitem, ((module, *(Call(_import_module, (sub,)) for sub in subs)), 0))
 
 
-def _annotation_names(annotations: dict) -> set[str]:
-    """Globals that string annotations (PEP 563) mention, for get_type_hints."""
+def annotation_names(annotations: dict, fglobals: dict, used) -> set[str]:
+    """Globals beyond ``used`` (the code's) that string annotations (PEP 563)
+    mention, for get_type_hints where the function loads.
+
+    An annotation naming a global that would not pickle
+    (``Annotated[int, LOCK]``) gets none of its globals shipped: it stays a
+    string that get_type_hints cannot resolve there, as with cloudpickle,
+    rather than failing the dump. Names are not evaluated: no code runs.
+    """
     names: set[str] = set()
     for value in annotations.values():
         if type(value) is str:
-            try:
-                code = compile(value, "<annotation>", "eval")
-            except SyntaxError:
-                continue
-            names.update(code.co_names)
+            extra = [name for name in _string_names(value)
+                     if name in fglobals and name not in used and name not in names]
+            if extra and all(_will_pickle(fglobals[name]) for name in extra):
+                names.update(extra)
     return names
+
+
+def _will_pickle(value) -> bool:
+    if isinstance(value, type) or type(value) is _ModuleType:  # (the common case, inlined)
+        return True
+    return _annotations.will_pickle(value)
 
 
 def _shared_globals(pickler, fglobals: dict) -> _Globals:
@@ -155,7 +169,9 @@ def reduce_function(pickler, func: types.FunctionType):
             data, names, load = code_info(code)  # canonical bytes, global names
     annotations = func.__annotations__
     if annotations:
-        names = names | _annotation_names(annotations)
+        extra = annotation_names(annotations, fglobals, names)
+        if extra:
+            names = names | extra
     # Perf: a function without globals or closure (most lambdas) needs the
     # shared globals dict only if its __module__ differs; see the end.
     shared = None

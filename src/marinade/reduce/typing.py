@@ -29,6 +29,7 @@ from .. import _registry
 from .._compat import HEAPTYPE as _HEAPTYPE
 from .._lookup import is_dynamic_module, lookup_by_reference, module_is_by_value
 from .._rebuild import shared_object
+from . import _annotations
 from .classes import claim_key, class_key, reduce_class
 
 
@@ -232,7 +233,10 @@ def resolved_class_annotations(cls: type) -> dict | None:
     ``get_type_hints(cls, include_extras=True)`` evaluates them (the
     ``ForwardRef`` objects that TypedDict and NamedTuple make as well). A
     value that cannot be evaluated here (a name imported only under
-    ``TYPE_CHECKING``) stays as it was.
+    ``TYPE_CHECKING``) stays as it was, and so does one that is not a plain
+    type expression (a call: evaluating it would run user code during the
+    dump) or whose value would not pickle (``Annotated[int, LOCK]``): as a
+    string it would have pickled (see ``_annotations``).
     """
     annotations = cls.__dict__.get("__annotations__")
     if type(annotations) is not dict or not annotations:
@@ -244,20 +248,38 @@ def resolved_class_annotations(cls: type) -> dict | None:
     cached = _resolved_cache.get(cls)
     if cached is not None and cached[0] == snapshot:
         return cached[1]
-    pending = {name: value for name, value in snapshot
-               if type(value) is str or type(value) is typing.ForwardRef}
+    pending = {name: value for name, value in snapshot if _evaluable(value)}
     result = None
     if pending:
-        module_ns = getattr(sys.modules.get(cls.__module__), "__dict__", {})
-        resolved = _evaluate(cls, pending, module_ns)
-        if resolved is None:  # one bad value spoils the batch: one at a time
-            resolved = {}
-            for name, value in pending.items():
-                resolved.update(_evaluate(cls, {name: value}, module_ns) or {})
+        active = _annotations.resolving()
+        if id(cls) in active:  # only a trial pickle (_annotations._pickles) gets here
+            return None
+        active.add(id(cls))
+        try:
+            module_ns = getattr(sys.modules.get(cls.__module__), "__dict__", {})
+            resolved = _evaluate(cls, pending, module_ns)
+            if resolved is None:  # one bad value spoils the batch: one at a time
+                resolved = {}
+                for name, value in pending.items():
+                    resolved.update(_evaluate(cls, {name: value}, module_ns) or {})
+            resolved = {name: value for name, value in resolved.items()
+                        if _annotations.will_pickle(value)}
+        finally:
+            active.discard(id(cls))
         if resolved:
             result = {name: resolved.get(name, value) for name, value in snapshot}
     _resolved_cache[cls] = (snapshot, result)
     return result
+
+
+def _evaluable(value) -> bool:
+    """True for a string (or ForwardRef) annotation to evaluate at dump time."""
+    kind = type(value)
+    if kind is str:
+        return _annotations.evaluable(value)
+    if kind is typing.ForwardRef:  # (TypedDict and NamedTuple make them)
+        return _annotations.evaluable(value.__forward_arg__)
+    return False
 
 
 _resolved_cache: WeakKeyDictionary = WeakKeyDictionary()
@@ -296,10 +318,22 @@ def reduce_typed_dict_class(pickler, cls):
     return reduce_class(pickler, cls, bases=bases)
 
 
+def reduce_param_spec_args(pickler, obj):
+    """``P.args`` / ``P.kwargs`` by calling their type with the ``ParamSpec``.
+
+    3.11 pickles them as instances of Python classes (``__newobj__`` plus
+    state), which the C types of 3.12+ cannot be made from; every version's
+    constructor takes the origin.
+    """
+    return type(obj), (obj.__origin__,)
+
+
 def reducers() -> dict:
     table = {
         typing.TypeVar: reduce_type_var,
         typing.ParamSpec: reduce_param_spec,
+        typing.ParamSpecArgs: reduce_param_spec_args,
+        typing.ParamSpecKwargs: reduce_param_spec_args,
         typing.TypeVarTuple: reduce_type_var_tuple,
         typing.NewType: reduce_new_type,
         typing.ForwardRef: reduce_forward_ref,

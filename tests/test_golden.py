@@ -40,6 +40,8 @@ if "error" in o and o["error"].__traceback__ is not None:  # generation 5 on
 if "named" in o:  # generation 6 on
     print(type(o["named"]).__name__, o["named"].items, o["named"].label, o["day"].label,
           o["day"].isoformat(), o["patched"].describe())
+if "Money" in o:  # generation 7 on
+    print(o["Money"].ZERO.cents, type(o["Money"].ZERO) is o["Money"])
 """
 EXPECTED = ["6 12 13", "square Square:4x9 square Square:4x6 True", "True Point(x=1, y=0)"]
 
@@ -79,6 +81,8 @@ def test_golden_payloads_of_this_version_load(tmp_path, mode, path):
         expected.append("LookupError ValueError ['caught', 'fail'] ['fail']")
     if _generation(path) >= 6:
         expected.append("Named [1, 2] v leap 2024-02-29 10")
+    if _generation(path) >= 7:
+        expected.append("7 True")
     assert proc.stdout.split("\n")[:len(expected)] == expected
 
 

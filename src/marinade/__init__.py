@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # (names for the hints below; their modules load on first cal
 
 CloudPickler = Pickler  # for code written against cloudpickle's API
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "DEFAULT_PROTOCOL",

@@ -108,6 +108,22 @@ class Day(datetime.date):
     pass
 
 
+class Money:
+    """(generation 7) A class constant made by the class's own __new__:
+    its methods are set first (_rebuild.set_class_methods)."""
+
+    def __new__(cls, cents):
+        self = super().__new__(cls)
+        self.cents = cents
+        return self
+
+    def __getnewargs__(self):
+        return (self.cents,)
+
+
+Money.ZERO = Money(7)
+
+
 def doubled(self):
     return self.size * 2
 
@@ -119,7 +135,7 @@ def objects():
     next(gen)
     return {"lambda": lambda x: x * SCALE, "counter": counter, "Square": Square,
             "square": Square(2), "red": Color.RED, "Color": Color, "point": Point(1),
-            "gen": gen, "error": caught(), **_generation_6()}
+            "gen": gen, "error": caught(), **_generation_6(), "Money": Money}
 
 
 def _generation_6():
@@ -140,9 +156,11 @@ def _generation_6():
 #    standalone payloads, class code tables loaded through the kit.
 # 6: subclass attributes a base's reduce leaves out (_rebuild.set_subclass_state),
 #    bound methods as types.MethodType.
+# 7: a class whose attributes hold instances made by its own hooks
+#    (_rebuild.set_class_methods).
 GENERATIONS = {1: ("default", "standalone", "portable"), 2: ("default", "standalone"),
                3: ("default", "standalone"), 4: ("standalone",), 5: ("default", "standalone"),
-               6: ("default", "standalone")}
+               6: ("default", "standalone"), 7: ("default", "standalone")}
 OPTIONS = {"default": {}, "standalone": {"standalone": True}, "portable": {"portable": True}}
 
 

@@ -46,6 +46,7 @@ from . import _compat, _rebuild, _rebuild_portable, _registry
 from ._errors import PicklingError
 from ._lookup import lookup_by_reference
 from .reduce import stdlib
+from .reduce._expr import ATOMS as _ATOMS
 from .reduce._expr import Call as _Call
 from .reduce.classes import claim_key
 from .reduce.function import reduce_function
@@ -694,7 +695,6 @@ _NOT_IN_PORTABLE_KEY = frozenset({
     "__readonly_keys__", "__protocol_attrs__", "__callable_proto_members_only__",
     "__non_callable_proto_members__",
 })
-_KEY_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 _portable_keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
 
 
@@ -761,7 +761,7 @@ _HEAPTYPE = _compat.HEAPTYPE
 def _key_part(value, out: list, depth: int) -> None:
     """Append what identifies ``value`` in a class definition, the same on every version."""
     kind = type(value)
-    if kind in _KEY_ATOMS:
+    if kind in _ATOMS:
         out.append(repr(value))
         return
     if depth > 8:
@@ -781,7 +781,7 @@ def _key_part(value, out: list, depth: int) -> None:
             _key_part(item, out, depth)
         out.append("}")
     elif kind is frozenset or kind is set:
-        out.append("set" + repr(sorted(repr(item) for item in value if type(item) in _KEY_ATOMS)))
+        out.append("set" + repr(sorted(repr(item) for item in value if type(item) in _ATOMS)))
     elif kind is staticmethod or kind is classmethod:
         out.append(kind.__name__)
         _key_part(value.__func__, out, depth)
@@ -808,7 +808,7 @@ def _key_part(value, out: list, depth: int) -> None:
 def _sort_key(item: tuple) -> tuple:
     # Reprs of other objects may hold addresses: deterministic keys only.
     key = item[0]
-    return (type(key).__qualname__, repr(key) if type(key) in _KEY_ATOMS else "")
+    return (type(key).__qualname__, repr(key) if type(key) in _ATOMS else "")
 
 
 def _function_key(func, out: list, depth: int) -> None:
@@ -841,5 +841,5 @@ def _function_key(func, out: list, depth: int) -> None:
             contents = cell.cell_contents
         except ValueError:
             continue
-        if type(contents) in _KEY_ATOMS:
+        if type(contents) in _ATOMS:
             out.append(repr(contents))

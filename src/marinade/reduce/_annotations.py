@@ -30,7 +30,8 @@ import threading
 import types
 import typing
 
-_SAFE_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
+from ._expr import ATOMS
+
 # Typing objects that marinade rebuilds from their constructor (reduce/typing.py)
 # or that pickle by name.
 _TYPING_LEAVES = tuple(t for t in (
@@ -111,7 +112,7 @@ def will_pickle(value) -> bool:
 
 def _collect_unknown(value, unknown: list, depth: int) -> None:
     kind = type(value)
-    if kind in _SAFE_ATOMS or isinstance(value, type) or kind is types.ModuleType \
+    if kind in ATOMS or isinstance(value, type) or kind is types.ModuleType \
             or isinstance(value, _TYPING_LEAVES):
         return
     if depth > _MAX_DEPTH:

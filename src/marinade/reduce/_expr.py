@@ -42,6 +42,10 @@ def build_on(obj, state) -> Call:
     return Call(operator.getitem, ((obj,), 0), state)
 
 
+# Values that cannot refer to anything: no reduction, no identity to keep, a
+# repr that says all of them (cells, defaults, class keys, annotations...).
+ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
+
 _SET_TYPES = (set, frozenset)
 _intern = sys.intern
 

@@ -38,6 +38,7 @@ from .._rebuild import (
     set_class_methods,
     set_class_state,
 )
+from ._expr import ATOMS as _ATOMS
 from ._expr import Call, canonical_module_name, fresh_name, stable
 from .code import _stable_filename, code_names, code_table, globals_used
 from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
@@ -64,7 +65,6 @@ _ENUM_INTERNALS = frozenset({
 # or the same class pickled before and after would be two classes on load.
 _NOT_IN_KEY = frozenset({"__slotnames__", "_abc_impl"})
 # Exact types: the repr of a subclass (an IntEnum member...) runs user code.
-_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 
 # Containers whose contents enter a key (up to _DATA_DEPTH levels and

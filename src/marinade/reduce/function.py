@@ -22,7 +22,7 @@ from .._lookup import lookup_by_reference, submodules_used
 from .._rebuild import cell, function
 from . import _annotations
 from ._annotations import string_names as _string_names
-from ._expr import Call, canonical_module_name, fresh_name, sequence, stable
+from ._expr import ATOMS, Call, canonical_module_name, fresh_name, sequence, stable
 from .code import _info_cache, code_info, code_names, globals_used
 
 _dict_update = dict.update
@@ -34,9 +34,6 @@ _import_module = importlib.import_module
 _CODE_TAG = _compat.CODE_TAG
 _PY_3_12_PLUS = _compat.PY_3_12_PLUS
 _HEAPTYPE = _compat.HEAPTYPE
-# Values that cannot refer to anything, so they can go straight into a cell
-# at creation time instead of being filled in afterwards.
-ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 class _Globals:
     """The rebuilt globals dict of one module, shared by all its functions in a payload."""

@@ -30,6 +30,7 @@ from .._compat import HEAPTYPE as _HEAPTYPE
 from .._lookup import is_dynamic_module, lookup_by_reference, module_is_by_value
 from .._rebuild import shared_object
 from . import _annotations
+from ._expr import ATOMS as _ATOMS
 from .classes import claim_key, class_key, reduce_class
 
 
@@ -64,7 +65,6 @@ def _rebuilt(var, constructor, args: tuple, kwargs: dict):
 
 # Keys of type variables and NewTypes, per object (see identity_key).
 _keys: WeakKeyDictionary = WeakKeyDictionary()
-_ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), type(...)})
 
 
 _KEYED_TYPES = (typing.TypeVar, typing.ParamSpec, typing.TypeVarTuple, typing.NewType)

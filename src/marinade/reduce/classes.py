@@ -453,7 +453,7 @@ _MIN_BATCH = 4
 
 
 def _place_methods(pickler, cls, batch, namespace: dict, attrs: dict, order: list,
-                   bases: tuple, kwds) -> tuple:
+                   bases: tuple, kwds, *, may_batch: bool = True) -> tuple:
     """Where the class's plain methods go: ``(namespace, state attributes)``.
 
     With enough of them, one batch: in the class statement's namespace when
@@ -462,7 +462,7 @@ def _place_methods(pickler, cls, batch, namespace: dict, attrs: dict, order: lis
     batched take their code from the class's table (see reduce_function).
     """
     table = batch.table
-    batched = len(batch.names) >= _MIN_BATCH
+    batched = may_batch and len(batch.names) >= _MIN_BATCH
     taken = set(batch.positions) if batched else ()
     code_slots = pickler._code_slots
     for position, code in enumerate(table.codes):
@@ -603,11 +603,9 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
     key = class_key(cls)
     state_attrs = attrs
     methods_first = pickler._portable_state is None and _holds_own_instances(cls, attrs)
-    if batch is not None:
-        if methods_first:
-            batch.names.clear()  # each method in the state, to be set first
+    if batch is not None:  # (methods_first: each method in the state, to be set first)
         namespace, state_attrs = _place_methods(pickler, cls, batch, namespace, attrs, order,
-                                                bases, kwds)
+                                                bases, kwds, may_batch=not methods_first)
     if methods_first:
         early = {name: value for name, value in state_attrs.items()
                  if type(value) in _METHOD_KINDS}

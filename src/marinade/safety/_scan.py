@@ -2348,20 +2348,22 @@ def _h_rebuild_class(self: Scanner, func, args, pos):
     return self._new_class(name, attrs, "marinade", pos, args[2] if len(args) > 2 else None)
 
 
+def _set_class_attrs(cls, attrs) -> None:
+    if type(cls) is ClassV and type(attrs) is Map:
+        for key, value in attrs.entries.items():
+            cls.attrs[key] = value
+
+
 def _h_set_class_state(self: Scanner, func, args, pos):
-    if len(args) >= 2 and type(args[0]) is ClassV:
+    if len(args) >= 2:
         state = args[1]
-        attrs = state.items[0] if type(state) is Seq and state.items else state
-        if type(attrs) is Map:
-            for key, value in attrs.entries.items():
-                args[0].attrs[key] = value
+        _set_class_attrs(args[0], state.items[0] if type(state) is Seq and state.items else state)
     return None
 
 
 def _h_set_class_methods(self: Scanner, func, args, pos):
-    if len(args) >= 2 and type(args[0]) is ClassV and type(args[1]) is Map:
-        for key, value in args[1].entries.items():
-            args[0].attrs[key] = value
+    if len(args) >= 2:
+        _set_class_attrs(args[0], args[1])
     return None
 
 

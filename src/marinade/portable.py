@@ -687,8 +687,8 @@ def _has_source(func) -> bool:
 # the class definition (3.13 adds __firstlineno__, __static_attributes__ and
 # __replace__; TypedDict gained __orig_bases__ in 3.12, __readonly_keys__ in
 # 3.13...), or that are caches.
-_NOT_IN_PORTABLE_KEY = frozenset({
-    "__dict__", "__weakref__", "__firstlineno__", "__static_attributes__", "__replace__",
+_NOT_IN_PORTABLE_KEY = _COMPILER_RECORDS | frozenset({
+    "__dict__", "__weakref__", "__replace__",
     "__orig_bases__",
     "__annotate__", "__annotate_func__", "__annotations_cache__", "__classdictcell__",
     "_abc_impl", "__slotnames__", "__dataclass_params__", "__mutable_keys__",

@@ -235,6 +235,10 @@ class Pickler(pickle.Pickler):
     registered in it apply to every marinade pickler made afterwards.
     """
 
+    # The type of ``_globals_by_id`` (id of a globals dict -> its plan): a
+    # subclass may keep plans its own way (integrations.multiprocessing).
+    _globals_plans = dict
+
     dispatch_table = _DispatchTable()
 
     def __init__(self, file, protocol: int | None = None, buffer_callback=None, *,
@@ -361,7 +365,7 @@ _base_init = pickle.Pickler.__init__
 def _reset_state(pickler) -> None:
     # Per-dump state read by the reducers: rebuilt globals dicts and the
     # cells already planned.
-    pickler._globals_by_id = {}
+    pickler._globals_by_id = pickler._globals_plans()
     pickler._cells_seen = {}
     pickler._deferred_cells = set()
     # id(code) -> (code, load-time expression) for methods whose class ships
@@ -380,6 +384,7 @@ class _FunctionState:
     """
 
     _code_slots: dict = {}  # never filled: no class is reduced on this path
+    _globals_plans = dict
     _batched: dict = {}
 
     def __getattr__(self, name):

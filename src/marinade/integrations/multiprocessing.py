@@ -100,12 +100,6 @@ class ForkingPickler(_MarinadePickler):
         super().__init__(file, protocol, buffer_callback=buffer_callback)
         # Module globals travel as this process's namespaces (see _ModulePlans).
         self._reducers = _namespace_reducers(self._reducers)
-        self._globals_by_id = _ModulePlans()
-
-    def clear_memo(self) -> None:
-        super().clear_memo()
-        if type(self._globals_by_id) is not _ModulePlans:  # (marinade's reset puts a dict)
-            self._globals_by_id = _ModulePlans()
 
     @classmethod
     def register(cls, type, reduce) -> None:  # noqa: A002 - multiprocessing's signature
@@ -203,6 +197,9 @@ class _ModulePlans(dict):
             if module is not None and getattr(module, "__dict__", None) is source:
                 plan.target = _ProducerTarget(plan.target)
         dict.__setitem__(self, key, plan)
+
+
+ForkingPickler._globals_plans = _ModulePlans  # (marinade's per-dump reset makes one)
 
 
 def _by_value_module_names() -> list[str]:
@@ -339,7 +336,6 @@ def _dumps(obj) -> bytes:
         _raw_clear_memo(pickler)
         if pickler._globals_by_id or pickler._cells_seen or pickler._deferred_cells:
             _reset_state(pickler)  # only when the dump used it
-            pickler._globals_by_id = _ModulePlans()
         buf.seek(0)
         buf.truncate()
     if len(data) > _REUSE_MAX_BYTES:

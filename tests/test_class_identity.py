@@ -477,3 +477,50 @@ def test_an_edited_class_is_never_taken_for_the_old_one(tmp_path):
     assert proc.stdout.strip() == str([
         (0.1, [1, 2], "list[int]"), (0.5, [1, 2], "list[int]"), (0.5, [1, 2], "list[int]"),
         "int", "str", (0.1, [1, 2], "list[str]")])
+
+
+PRODUCER_ORDER = """
+    import os, sys, marinade
+
+    class Base:
+        LIMIT = 3
+        def a(self, x=1): return x
+        def b(self): return G
+        def c(self): return "c"
+        def d(self): return "d"
+        e = d  # a second name for a method
+
+    class Sub(Base):
+        def s(self): return "s"
+
+    G = 7
+    # The base's key comes from its own dump in one producer, from the
+    # subclass's key in the other (without the method batch of a dump).
+    first = (Base, Sub) if sys.argv[1] == "base" else (Sub, Base)
+    payloads = [marinade.dumps(c) for c in first]
+    open(os.environ["MARINADE_PAYLOAD"], "wb").write(marinade.dumps(payloads))
+"""
+
+
+def test_a_class_key_does_not_depend_on_what_was_pickled_first(tmp_path):
+    paths = {}
+    for order in ("base", "sub"):
+        paths[order] = tmp_path / f"{order}.bin"
+        proc = run_script(tmp_path, PRODUCER_ORDER, cwd=tmp_path / order, args=[order],
+                          env={"MARINADE_PAYLOAD": str(paths[order])})
+        assert proc.returncode == 0, proc.stderr
+    proc = run_script(
+        tmp_path,
+        f"""
+            import pickle
+            def load(path):
+                return [pickle.loads(p) for p in pickle.loads(open(path, "rb").read())]
+
+            Base1, Sub1 = load({str(paths["base"])!r})
+            Sub2, Base2 = load({str(paths["sub"])!r})
+            print(Base1 is Base2, Sub1 is Sub2, Sub2.__bases__[0] is Base1, Sub2().b())
+        """,
+        cwd=tmp_path / "consumer",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True", "7"]

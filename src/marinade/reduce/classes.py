@@ -335,13 +335,15 @@ def claim_key(base_key: str, obj, *, by_value: bool = True) -> str:
     return known
 
 
-def class_key(cls: type) -> str:
+def class_key(cls: type, batch: MethodBatch | None = None) -> str:
     """Deterministic identity of a class definition (cached per class).
 
     The same definition gives the same key in every process, so a class sent
     from several producers is one class where they are loaded. Two different
     live classes never share a key in one process: a clash (a factory making
-    look-alike classes) gets a numbered key.
+    look-alike classes) gets a numbered key. ``batch``, the class's method
+    batch in the current dump, only saves checking its methods again: the key
+    is the same without it.
     """
     try:
         return _keys[cls]
@@ -362,11 +364,17 @@ def class_key(cls: type) -> str:
         # their code may read once for all.
         plain_defaults: list = []
         fglobals = None
+        # A batched method passed stricter checks than these (MethodBatch.offer).
+        batched, batch_globals = (batch.ids, batch.fglobals) if batch is not None else ((), None)
         for name, value in cls.__dict__.items():
             if name in _NOT_IN_KEY or (name == "__annotations__" and not value):
                 continue
             parts.append(name)
             if type(value) is _FunctionType:
+                if id(value) in batched and (fglobals is None or fglobals is batch_globals):
+                    fglobals = batch_globals
+                    plain_defaults.append(value.__defaults__)
+                    continue
                 if id(value.__code__) in tabled and value.__closure__ is None \
                         and value.__kwdefaults__ is None \
                         and (fglobals is None or value.__globals__ is fglobals):
@@ -600,7 +608,7 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
 
     if bases is None:
         bases = cls.__bases__
-    key = class_key(cls)
+    key = class_key(cls, batch)
     state_attrs = attrs
     methods_first = pickler._portable_state is None and _holds_own_instances(cls, attrs)
     if batch is not None:  # (methods_first: each method in the state, to be set first)

@@ -9,7 +9,9 @@ for them once.
 
 from __future__ import annotations
 
+import itertools
 import marshal
+import operator
 import re
 import types
 from weakref import KeyedRef
@@ -20,6 +22,9 @@ from ._expr import Call
 from ._marshal_canon import canonical_marshal
 
 _CodeType = types.CodeType
+_co_names = operator.attrgetter("co_names")
+_co_consts = operator.attrgetter("co_consts")
+_chain_consts = itertools.chain.from_iterable
 
 _GLOBAL_OPS = _compat.GLOBAL_NAME_OPS
 _LOAD_GLOBAL = _compat.LOAD_GLOBAL
@@ -142,14 +147,16 @@ def _scan(code: types.CodeType, names: set[str]) -> None:
 def code_names(codes) -> set[str]:
     """Every name in ``co_names`` of ``codes`` and the code nested in them
     (globals and attribute names alike)."""
-    found: set[str] = set()
-    stack = list(codes)
+    # One C pass over all names and one over all constants (the methods of a
+    # class: a per-code Python loop cost twice as much); nested code is rare.
+    found: set[str] = set().union(*map(_co_names, codes))
+    if _CodeType not in set(map(type, _chain_consts(map(_co_consts, codes)))):
+        return found
+    stack = [c for c in _chain_consts(map(_co_consts, codes)) if type(c) is _CodeType]
     while stack:
         code = stack.pop()
         found.update(code.co_names)
-        consts = code.co_consts
-        if _CodeType in set(map(type, consts)):  # (rare: scanned in C first)
-            stack.extend(c for c in consts if type(c) is _CodeType)
+        stack.extend(c for c in code.co_consts if type(c) is _CodeType)
     return found
 
 
@@ -230,10 +237,15 @@ def code_table(codes: tuple) -> bytes:
     if any(_NOTEBOOK_FILENAME.match(name) for name in filenames):
         codes = tuple(_with_stable_filename(code) for code in codes)
     raw = marshal.dumps(codes)
-    for code in codes:
-        if _holds_frozenset(code.co_consts):
-            return canonical_marshal(raw)
+    kinds = set(map(type, _chain_consts(map(_co_consts, codes))))
+    if not kinds.isdisjoint(_MAY_HOLD_FROZENSET):  # (a C pass first: usually none)
+        for code in codes:
+            if _holds_frozenset(code.co_consts):
+                return canonical_marshal(raw)
     return marshal.dumps(marshal.loads(raw))
+
+
+_MAY_HOLD_FROZENSET = frozenset({frozenset, tuple, _CodeType})
 
 
 def reduce_code(code: types.CodeType):

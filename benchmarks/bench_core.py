@@ -158,6 +158,16 @@ def class_source(name: str, methods: int, salt: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def module_class_source(name: str, methods: int, salt: int) -> str:
+    """Like ``class_source``, but every method reads module globals (numpy, math)."""
+    lines = ["import math", "import numpy as np", f"class {name}:", "    scale = 3",
+             "    def __init__(self, v):", "        self.v = v"]
+    for i in range(methods - 1):
+        lines += [f"    def method_{i}(self, x, y=1):",
+                  f"        return np.sqrt(self.v * x) + math.pi * y * {i} + self.scale + {salt}"]
+    return "\n".join(lines) + "\n"
+
+
 INSTANCE_CLASS_SRC = """
 class {name}:
     def __init__(self, x, y):
@@ -384,7 +394,27 @@ def class_cases(libs: dict[str, Library], sc: Scale) -> list[Case]:
             lambda lib=lib: lib.dumps(fresh_class(m)), lib.loads, before=forget_known_classes)
         d, lo, nbytes = _warm_pair(lib, warm_cls, max(1, sc.small_number // 20))
         warm_d.samplers[name], warm_l.samplers[name], size.sizes[name] = d, lo, nbytes
-    return [fresh_d, warm_d, first_l, warm_l, size]
+    cases = [fresh_d, warm_d, first_l, warm_l, size]
+    try:
+        import numpy  # noqa: F401  (the dev extra has it)
+    except ImportError:
+        return cases
+    # What a user's process looks like: methods using imported modules. The
+    # cost of finding a module global's submodules grows with sys.modules for
+    # cloudpickle (its #576); the figure depends on what this process imported.
+    modules = Case("class", "dumps", "modules",
+                   f"{desc} reading numpy and math globals, dumps of a new class",
+                   "cloudpickle", None, repeat=sc.class_repeat,
+                   note=f"{len(sys.modules)} modules imported in the benchmark process")
+
+    def module_class() -> type:
+        name = fresh_name("BenchModClass")
+        return define(module_class_source(name, m, next(_fresh_ids)), name)
+
+    for name, lib in libs.items():
+        if name != "pickle":
+            modules.samplers[name] = fresh_sampler(module_class, lib.dumps)
+    return cases + [modules]
 
 
 def instance_cases(libs: dict[str, Library], sc: Scale) -> list[Case]:

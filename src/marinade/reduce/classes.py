@@ -40,7 +40,7 @@ from .._rebuild import (
 )
 from ._expr import ATOMS as _ATOMS
 from ._expr import Call, canonical_module_name, fresh_name, stable
-from .code import _stable_filename, code_names, code_table, globals_used
+from .code import _stable_filename, code_names, code_table, globals_used, scan_global_names
 from .methods import BatchGlobals, MethodBatch, fglobals_disjoint
 
 _keys: WeakKeyDictionary[type, str] = WeakKeyDictionary()
@@ -207,7 +207,8 @@ class CodeTable:
     ``marshal.loads`` per class instead of one Python-level call per method.
     """
 
-    __slots__ = ("codes", "data", "call", "_items", "_index", "_names", "__weakref__")
+    __slots__ = ("codes", "data", "call", "_items", "_index", "_names", "_globals",
+                 "__weakref__")
 
     def __init__(self, codes: tuple, data: bytes):
         self.codes = codes
@@ -216,6 +217,7 @@ class CodeTable:
         self._items = None
         self._index = None
         self._names = None
+        self._globals = None
 
     def item(self, position: int) -> Call:
         """The load-time expression of the code at ``position``."""
@@ -232,6 +234,13 @@ class CodeTable:
         if names is None:
             names = self._names = frozenset(code_names(self.codes))
         return names
+
+    def global_names(self) -> list[frozenset[str]]:
+        """Per code of the table, the names it reads or writes as globals."""
+        found = self._globals
+        if found is None:
+            found = self._globals = list(map(scan_global_names, self.codes))
+        return found
 
     def index(self) -> dict[int, int]:
         """``id(code)`` -> position in the table."""
@@ -390,9 +399,7 @@ def class_key(cls: type, batch: MethodBatch | None = None) -> str:
             parts.append(repr(plain_defaults))
             candidates = fglobals.keys() & table.names()  # (usually empty: no scan)
             if candidates:
-                used: set[str] = set()
-                for code in table.codes:
-                    used.update(globals_used(code, fglobals))
+                used = set().union(*table.global_names())
                 # Only globals the code reads: a module global that merely
                 # shares a name with an attribute must not split the class.
                 for name in sorted(candidates & used):

@@ -166,11 +166,18 @@ def global_names(code: types.CodeType) -> frozenset[str]:
     entry = _names_cache.get(key)
     if entry is not None and entry[0]() is code:
         return entry[1]
-    found: set[str] = set()
-    _scan(code, found)
-    names = frozenset(found)
+    names = scan_global_names(code)
     _names_cache[key] = (KeyedRef(code, _forget_names, key), names)
     return names
+
+
+def scan_global_names(code: types.CodeType) -> frozenset[str]:
+    """``global_names(code)`` without its cache, for callers that keep the
+    result themselves (a class's code table: one entry per class instead of
+    a weak reference per method)."""
+    found: set[str] = set()
+    _scan(code, found)
+    return frozenset(found)
 
 
 def _may_use_globals(code: types.CodeType, fglobals: dict) -> bool:

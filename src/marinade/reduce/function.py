@@ -54,12 +54,13 @@ class _Globals:
         self.planned: set[str] = set(self.target)
         self.submodules: set[str] = set()  # imported at load by a planned global
 
-    def fill(self, names, codes: tuple = ()) -> Call | None:
+    def fill(self, names, codes: tuple = (), code_attrs: frozenset | None = None) -> Call | None:
         """The effect that puts in ``target`` those of ``names`` not planned yet
         (and defined in the module), or None.
 
         ``codes`` (the code using ``names``) is searched for submodules of
-        module globals, which the load must import (see _with_submodules).
+        module globals, which the load must import (see _with_submodules);
+        ``code_attrs`` is ``code_names(codes)``, when the caller has it.
         """
         source, planned = self.source, self.planned
         missing = [n for n in names if n not in planned and n in source]
@@ -67,19 +68,20 @@ class _Globals:
         planned.update(missing)
         update = {n: stable(source[n]) for n in missing}
         if codes:
-            self._with_submodules(names, codes, update)
+            self._with_submodules(names, codes, update, code_attrs)
         if not update:
             return None
         return Call(_dict_update, (self.target, update))
 
-    def _with_submodules(self, names, codes: tuple, update: dict) -> None:
+    def _with_submodules(self, names, codes: tuple, update: dict,
+                         code_attrs: frozenset | None) -> None:
         """Module globals of ``update`` (or planned before) whose submodules
         the code reads (``urllib.request.urlopen`` after ``import
         urllib.request``) become ``(module, import_module(sub), ...)[0]``."""
         modules = sorted(n for n in names if type(self.source.get(n)) is _ModuleType)
         if not modules:
             return
-        attrs = code_names(codes)
+        attrs = code_names(codes) if code_attrs is None else code_attrs
         for name in modules:
             module = self.source[name]
             subs = [s for s in submodules_used(module, attrs) if s not in self.submodules]

@@ -32,7 +32,6 @@ import types
 
 from .. import _compat
 from ._expr import Call, sequence
-from .code import globals_used
 from .function import ATOMS, _shared_globals
 
 _dict_update = dict.update
@@ -156,9 +155,8 @@ def reduce_method_batch(pickler, batch: MethodBatch):
         effects.append(Call(_dict_update, (attrs, late)))  # already in the pickle memo
     # After the methods exist: a global may be one of them.
     if not fglobals_disjoint(batch):
-        used = batch.used
-        for func in funcs:
-            used.update(globals_used(func.__code__, fglobals))
+        per_code = batch.table.global_names()
+        batch.used.update(*[per_code[position] for position in positions])
         if not batch.globals_later:
             effect = _globals_effect(pickler, batch)
             if effect is not None:
@@ -172,7 +170,8 @@ def fglobals_disjoint(batch: MethodBatch) -> bool:
 
 
 def _globals_effect(pickler, batch: MethodBatch):
-    return _shared_globals(pickler, batch.fglobals).fill(batch.used, batch.table.codes)
+    table = batch.table
+    return _shared_globals(pickler, batch.fglobals).fill(batch.used, table.codes, table.names())
 
 
 class BatchGlobals:

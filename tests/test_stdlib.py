@@ -19,7 +19,7 @@ import pytest
 
 import marinade
 
-from helpers import DUMP, LOAD, run_roundtrip
+from helpers import DUMP, LOAD, run_roundtrip, run_script
 
 
 def test_mappings_views_and_weak_containers(tmp_path):
@@ -271,6 +271,36 @@ def test_other_files_and_stdin_like_objects_fail(tmp_path):
     path.write_text("x")
     with open(path) as handle, pytest.raises(marinade.PicklingError, match="TextIOWrapper"):
         marinade.dumps({"handle": handle})
+
+
+def test_the_environment_is_the_loaders_own(tmp_path):
+    # A snapshot of os.environ would carry the producer's secrets to every
+    # worker, and read values the worker does not have.
+    paths = {mode: tmp_path / f"{mode}.bin" for mode in ("default", "standalone")}
+    producer = run_script(tmp_path, """
+        import os, marinade
+        from os import environ
+        where = lambda: environ.get("MARINADE_WHERE")
+        obj = (where, os.environ, os.environb, environ)
+        for mode in ("default", "standalone"):
+            with open(os.environ["MARINADE_OUT"].format(mode), "wb") as out:
+                out.write(marinade.dumps(obj, standalone=mode == "standalone"))
+    """, cwd=tmp_path / "producer",
+        env={"MARINADE_OUT": str(tmp_path / "{}.bin"), "MARINADE_WHERE": "producer",
+             "MARINADE_TOKEN": "s3cr3t-token"})
+    assert producer.returncode == 0, producer.stderr
+    consumer = """
+        import os, pickle
+        where, env, envb, same = pickle.loads(open(os.environ["MARINADE_PAYLOAD"], "rb").read())
+        print(where(), env is os.environ, envb is os.environb, same is env)
+    """
+    for mode, path in paths.items():
+        assert b"s3cr3t-token" not in path.read_bytes()
+        out = run_script(tmp_path, consumer, cwd=tmp_path / "consumer",
+                         flags=["-I", "-S"] if mode == "standalone" else [],
+                         env={"MARINADE_PAYLOAD": str(path), "MARINADE_WHERE": "consumer"})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["consumer", "True", "True", "True"], mode
 
 
 def test_count_pickles_without_itertools_deprecation():

@@ -22,6 +22,7 @@ import importlib
 import io
 import itertools
 import operator
+import os
 import struct
 import sys
 import types
@@ -307,6 +308,16 @@ def reduce_text_stream(pickler, obj):
     return NotImplemented
 
 
+def reduce_environ(pickler, obj):
+    # The loading process's own environment, as for the standard streams: a
+    # snapshot would ship the producer's secrets and read stale values there.
+    if obj is os.environ:
+        return getattr, (os, "environ")
+    if obj is getattr(os, "environb", None):  # (POSIX only)
+        return getattr, (os, "environb")
+    return NotImplemented
+
+
 def reduce_count(pickler, obj):
     # itertools stops supporting pickle in 3.14 (deprecated from 3.12), so
     # read the position from the repr: 'count(5)' or 'count(0.5, 0.25)'.
@@ -537,6 +548,7 @@ def reducers() -> dict:
         weakref.WeakValueDictionary: reduce_weak_mapping,
         weakref.WeakKeyDictionary: reduce_weak_mapping,
         io.TextIOWrapper: reduce_text_stream,
+        type(os.environ): reduce_environ,
         itertools.count: reduce_count,
         memoryview: reduce_memoryview,
         super: reduce_super,

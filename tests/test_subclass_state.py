@@ -61,6 +61,9 @@ def test_stdlib_value_types_keep_subclass_attributes(tmp_path):
         class Where(pathlib.PurePosixPath):
             pass
 
+        class Tally(collections.Counter):   # Counter's reduce drops even its own __dict__
+            pass
+
         class Slotted(datetime.datetime):
             __slots__ = ("source", "__unit")   # no __dict__: the values live in slots
 
@@ -72,7 +75,8 @@ def test_stdlib_value_types_keep_subclass_attributes(tmp_path):
 
         shared = {"calibrated": True}
         items = [Stamp(2024, 5, 6, 7, 8), Day(2024, 1, 2), Span(days=3), Price("2.50"),
-                 Ratio(1, 3), Groups(list, {"a": [1]}), Host("10.0.0.1"), Where("/srv/data")]
+                 Ratio(1, 3), Groups(list, {"a": [1]}), Host("10.0.0.1"), Where("/srv/data"),
+                 Tally("abca"), collections.Counter("xy")]
         for i, item in enumerate(items):
             item.source = f"sensor-{i}"
             item.meta = shared          # one object, shared by all of them
@@ -90,14 +94,17 @@ def test_stdlib_value_types_keep_subclass_attributes(tmp_path):
         print(items[0].myself is items[0])
         print(items[0] == datetime.datetime(2024, 5, 6, 7, 8), str(items[3]), items[4],
               dict(items[5]), items[5]["new"], str(items[6]), str(items[7]))
+        print(items[8].most_common(1), items[9] == {"x": 1, "y": 1})
         print(slotted.source, slotted.unit(), slotted.year, hasattr(slotted, "__dict__"))
     """))
     assert out.splitlines() == [
-        "['Stamp', 'Day', 'Span', 'Price', 'Ratio', 'Groups', 'Host', 'Where']",
-        str([f"sensor-{i}" for i in range(8)]),
+        "['Stamp', 'Day', 'Span', 'Price', 'Ratio', 'Groups', 'Host', 'Where', 'Tally', "
+        "'Counter']",
+        str([f"sensor-{i}" for i in range(10)]),
         "True {'calibrated': True}",
         "True",
         "True 2.50 1/3 {'a': [1]} [] 10.0.0.1 /srv/data",
+        "[('a', 2)] True",
         "slots s 2020 False",
     ]
 

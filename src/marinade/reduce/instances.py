@@ -3,7 +3,8 @@
 ``datetime``, ``Decimal``, ``Fraction``, ``defaultdict``, ``ipaddress``
 addresses, ``pathlib`` paths and numpy's ``ndarray`` each define a
 ``__reduce__`` written for instances without a ``__dict__``: it returns the
-value (and, for ``ndarray``, the array's own state) and nothing else. A user
+value (and, for ``ndarray``, the array's own state) and nothing else.
+(``Counter``'s instances have one, and its reduce drops it all the same.) A user
 subclass adds a ``__dict__`` (or slots), and plain pickle, cloudpickle and
 dill (ndarray aside) drop what it holds without a word::
 
@@ -27,6 +28,8 @@ subclass's author chose). A reduce that returns the attributes after all
 
 from __future__ import annotations
 
+import sys
+
 from .. import _compat
 from .._rebuild import set_subclass_state
 from .classes import _slot_names
@@ -49,7 +52,7 @@ def subclass_state_reducer(kind: type):
     depth = next(i for i, klass in enumerate(mro)  # (object defines both: always found)
                  if "__reduce_ex__" in klass.__dict__ or "__reduce__" in klass.__dict__)
     owner = mro[depth]
-    if owner is object or owner.__dictoffset__:
+    if owner is object or (owner.__dictoffset__ and not _drops_own_dict(owner)):
         return None  # written for instances with a __dict__: it decides
     below = mro[:depth]
     if any(hook in klass.__dict__ for klass in below for hook in _OWN_STATE_HOOKS):
@@ -62,6 +65,13 @@ def subclass_state_reducer(kind: type):
     if not kind.__dictoffset__ and not slots:
         return None  # nothing below the owner to lose
     return _make_reducer(tuple(sorted(slots)), bool(kind.__dictoffset__))
+
+
+def _drops_own_dict(owner: type) -> bool:
+    """``owner``'s instances have a ``__dict__`` its reduce leaves out anyway
+    (``Counter.__reduce__`` returns the counts alone)."""
+    collections = sys.modules.get("collections")
+    return collections is not None and owner is collections.Counter
 
 
 def _make_reducer(slots: tuple[str, ...], has_dict: bool):

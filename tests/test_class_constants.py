@@ -5,14 +5,17 @@ state, before ``set_class_state`` has set the methods. An instance restored
 by ``__setstate__``, made by a custom ``__new__`` (``__getnewargs__``) or by
 its own ``__reduce__`` was rebuilt without them: silently wrong state, or a
 failed load (cloudpickle has the same three failures). Such classes now set
-their methods first (``_rebuild.set_class_methods``).
+their methods first (``_rebuild.set_class_methods``), portable payloads too.
 """
 
 from __future__ import annotations
 
 import pickle
 
+import pytest
+
 import marinade
+from test_portable import _consumer_python
 from test_standalone import roundtrip as standalone_roundtrip
 
 from helpers import run_roundtrip
@@ -107,3 +110,15 @@ def test_only_classes_holding_their_instances_pay_for_it():
     data = marinade.dumps(local)
     assert b"set_class_methods" in data
     assert pickle.loads(data).SELF.f() == 2
+
+
+@pytest.mark.parametrize("version", ["311", "312", "313"])
+def test_class_constants_portable_across_versions(tmp_path, version):
+    # Portable payloads carry source, compiled where they load: the class
+    # state order matters the same way there.
+    out = run_roundtrip(
+        tmp_path, PRODUCER + "\n    import os, marinade\n"
+        "    open(os.environ['MARINADE_PAYLOAD'], 'wb').write(marinade.dumps(obj, portable=True))\n",
+        "import os, pickle\nobj = pickle.loads(open(os.environ['MARINADE_PAYLOAD'], 'rb').read())\n"
+        + CONSUMER.replace("\n    ", "\n"), consumer_python=_consumer_python(version))
+    assert out.splitlines() == EXPECTED

@@ -48,7 +48,7 @@ from ._lookup import lookup_by_reference
 from .reduce import stdlib
 from .reduce._expr import ATOMS as _ATOMS
 from .reduce._expr import Call as _Call
-from .reduce.classes import claim_key
+from .reduce.classes import _holds_own_instances, claim_key, methods_first_state
 from .reduce.function import reduce_function
 
 _FunctionType = types.FunctionType
@@ -451,6 +451,8 @@ def _portable_class(cls: type, reduced: tuple) -> tuple:
              if name not in _COMPILER_RECORDS and not _stdlib_machinery(value)}
     args = args[:4] + (portable_class_key(cls),) + args[5:]
     if generator is None:
+        if _holds_own_instances(cls, attrs):  # class constants made by its own hooks
+            attrs = methods_first_state(cls, attrs)
         return (func, args, (attrs, extras)) + reduced[3:]
     return (func, args, (attrs, extras, generator), None, None,
             _rebuild_portable.set_class_state)

@@ -536,6 +536,14 @@ def _holds_own_instances(cls: type, attrs: dict) -> bool:
     return False
 
 
+def methods_first_state(cls: type, attrs: dict) -> Call:
+    """``attrs`` as class state whose methods are set on ``cls`` before the
+    rest is made (for ``_holds_own_instances`` classes)."""
+    early = {name: value for name, value in attrs.items() if type(value) in _METHOD_KINDS}
+    late = {name: value for name, value in attrs.items() if name not in early}
+    return Call(operator.getitem, ((Call(set_class_methods, (cls, early)), late), 1))
+
+
 _encode = str.encode
 _decode = bytes.decode
 
@@ -622,10 +630,7 @@ def reduce_class(pickler, cls: type, *, bases: tuple | None = None):
         namespace, state_attrs = _place_methods(pickler, cls, batch, namespace, attrs, order,
                                                 bases, kwds, may_batch=not methods_first)
     if methods_first:
-        early = {name: value for name, value in state_attrs.items()
-                 if type(value) in _METHOD_KINDS}
-        late = {name: value for name, value in state_attrs.items() if name not in early}
-        state_attrs = Call(operator.getitem, ((Call(set_class_methods, (cls, early)), late), 1))
+        state_attrs = methods_first_state(cls, state_attrs)
     args = (type(cls), cls.__name__, bases, namespace, key)
     if kwds:
         args += (kwds,)

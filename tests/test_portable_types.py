@@ -343,8 +343,11 @@ class Movie(typing.TypedDict, total=False):
 class Drawable(typing.Protocol):
     def draw(self) -> str: ...
 
+# Unbounded: some 3.12/3.13 releases report bound=NoneType for it.
+P = typing.ParamSpec("P")
+
 obj = dict(Shape=Shape, Square=Square, Point=Point, Color=Color, Pair=Pair, Movie=Movie,
-           Drawable=Drawable,
+           Drawable=Drawable, P=P,
            square=Square(), point=Point(1), red=Color.RED, pair=Pair(1, 2),
            version=list(sys.version_info[:2]))
 with open(os.path.join(os.environ["MARINADE_PAYLOAD"], sys.argv[1]), "wb") as f:
@@ -357,7 +360,7 @@ def load(name):
     with open(os.path.join(os.environ["MARINADE_PAYLOAD"], name), "rb") as f:
         return pickle.load(f)
 a, b = load("a.pkl"), load("b.pkl")
-classes = ["Shape", "Square", "Point", "Color", "Pair", "Movie", "Drawable"]
+classes = ["Shape", "Square", "Point", "Color", "Pair", "Movie", "Drawable", "P"]
 print(json.dumps({
     "versions": [a["version"], b["version"]],
     "same_class": {name: a[name] is b[name] for name in classes},
@@ -377,7 +380,7 @@ def test_class_identity_across_producer_versions(tmp_path):
     out = _consume(tmp_path, IDENTITY_CONSUMER, payloads, HERE)
     assert out["versions"] == [[3, int(HERE[1:])], [3, int(other[1:])]]
     assert out["same_class"] == dict.fromkeys(
-        ["Shape", "Square", "Point", "Color", "Pair", "Movie", "Drawable"], True)
+        ["Shape", "Square", "Point", "Color", "Pair", "Movie", "Drawable", "P"], True)
     assert out["instances"] == [True, True, True, True, True, True, "Square:4", "red"]
 
 

@@ -67,6 +67,7 @@ def _rebuilt(var, constructor, args: tuple, kwargs: dict):
 _keys: WeakKeyDictionary = WeakKeyDictionary()
 
 
+_NoneType = type(None)
 _KEYED_TYPES = (typing.TypeVar, typing.ParamSpec, typing.TypeVarTuple, typing.NewType)
 
 
@@ -94,7 +95,8 @@ def identity_key(obj) -> str:
         parts: list[str] = [kind, str(obj.__module__), obj.__name__]
         for flag in ("__covariant__", "__contravariant__", "__infer_variance__"):
             parts.append("1" if getattr(obj, flag, False) else "0")
-        for attr in ("__bound__", "__constraints__", "__supertype__"):
+        _ident(_bound(obj), parts)
+        for attr in ("__constraints__", "__supertype__"):
             _ident(getattr(obj, attr, None), parts)
         has_default = getattr(obj, "has_default", None)  # 3.13+
         if has_default is not None and has_default():
@@ -143,6 +145,16 @@ def _ident(value, out: list) -> None:
         out.append(f"<{kind.__module__}.{kind.__qualname__}>")
 
 
+def _bound(var):
+    """``var.__bound__``; None for a ParamSpec bound to ``NoneType``, which
+    some CPython releases (3.12.1 and 3.13.0 among them) report for every
+    unbounded ParamSpec: one ParamSpec, one key, whatever version sent it."""
+    bound = getattr(var, "__bound__", None)
+    if bound is _NoneType and type(var) is typing.ParamSpec:
+        return None
+    return bound
+
+
 def _bounded_kwargs(var) -> dict:
     """Keyword arguments that TypeVar and ParamSpec take alike: variance, bound, default."""
     kwargs = {}
@@ -152,8 +164,9 @@ def _bounded_kwargs(var) -> dict:
         kwargs["covariant"] = True
     if var.__contravariant__:
         kwargs["contravariant"] = True
-    if var.__bound__ is not None:
-        kwargs["bound"] = var.__bound__
+    bound = _bound(var)
+    if bound is not None:
+        kwargs["bound"] = bound
     kwargs.update(_default_kwargs(var))
     return kwargs
 

@@ -771,3 +771,56 @@ def _set_module_value(value):
 
 def _get_module_value():
     return _module_value
+
+
+FRESH_STATE_SCRIPT = r'''
+import json, sys
+
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, x):
+        self.n += 1
+        return self.n
+
+def counting():
+    seen = []
+    def count(x):
+        seen.append(x)
+        return len(seen)
+    return count
+
+if __name__ == "__main__":
+    from concurrent.futures import ProcessPoolExecutor
+
+    import marinade
+
+    ctx = marinade.get_context(sys.argv[1])
+    out = {}
+    with ctx.Pool(1) as pool:
+        out["apply"] = [pool.apply(Counter(), (0,)), pool.apply(Counter(), (0,))]
+        out["closure"] = [pool.apply(counting(), (0,)), pool.apply(counting(), (0,))]
+        out["map"] = [pool.map(Counter(), range(3), chunksize=3),
+                      pool.map(Counter(), range(3), chunksize=3)]
+        same = Counter()
+        out["same_object"] = [pool.apply(same, (0,)), pool.apply(same, (0,))]
+    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        out["executor"] = [list(ex.map(Counter(), range(3), chunksize=3)),
+                           list(ex.map(Counter(), range(3), chunksize=3))]
+        out["submit"] = [ex.submit(Counter(), 0).result(), ex.submit(Counter(), 0).result()]
+    print(json.dumps(out))
+'''
+
+
+def test_each_call_starts_from_the_state_its_function_had(tmp_path):
+    # Two calls with equal objects send equal bytes (payloads are
+    # deterministic); the worker must not hand the second call the copy the
+    # first one changed. The parent's object is pickled anew by each call,
+    # as with the stdlib, so even the same object starts over.
+    proc = run_script(tmp_path, FRESH_STATE_SCRIPT, args=("spawn",), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"apply": [1, 1], "closure": [1, 1], "map": [[1, 2, 3], [1, 2, 3]],
+                   "same_object": [1, 1], "executor": [[1, 2, 3], [1, 2, 3]],
+                   "submit": [1, 1]}

@@ -378,6 +378,7 @@ _call_item_type: type | None = None
 _process_chunk = None
 _functools_partial = functools.partial
 _map_payloads: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_executor_jobs = itertools.count(-1, -1)
 
 
 def _note_executor() -> None:
@@ -405,7 +406,9 @@ def _ship_map_call(item):
         return item
     shipped = _map_payloads.get(fn)
     if shipped is None:
-        shipped = _map_payloads[fn] = _Shipped(_dumps(fn))
+        # A job of its own: the worker loads the function once for this call's
+        # chunks, and again for the next call (negative: apart from pool jobs).
+        shipped = _map_payloads[fn] = _Shipped(_dumps(fn), next(_executor_jobs))
     return _call_item_type(item.work_id, shipped, item.args, item.kwargs)
 
 
@@ -567,11 +570,9 @@ class _Unloadable:
 
 # Worker side. Every task of a map call carries or names the same function;
 # the function is loaded once and shared by those tasks (as a module-level
-# function and its globals are, with the stdlib). Bounded caches: by payload
-# (small payloads, few entries), and by job for the tasks that name it.
-_shipped_cache: dict[bytes, object] = {}
-_SHIPPED_CACHE_ENTRIES = 64
-_SHIPPED_CACHE_BYTES = 1 << 20
+# function and its globals are, with the stdlib). Never across calls, though
+# their payloads may be the same bytes: each call starts from the state its
+# function had when it was made (a new Counter() object, a new closure).
 _job_functions: dict[int, object] = {}
 _JOB_FUNCTIONS_MAX = 256
 # Where a pool's parent writes the payloads of the jobs whose tasks name them
@@ -581,19 +582,17 @@ _payload_prefix: str | None = None
 
 
 def _load_shipped(payload: bytes, job: int | None = None):
-    func = _shipped_cache.get(payload)
-    if func is None:
-        try:
-            func = _loads(payload)
-        except Exception as exc:
-            return _Unloadable(exc)
-        if len(payload) <= _SHIPPED_CACHE_BYTES:
-            if len(_shipped_cache) >= _SHIPPED_CACHE_ENTRIES:
-                _shipped_cache.clear()
-            _shipped_cache[payload] = func
-    if job is not None and job not in _job_functions:
+    if job is not None:
+        func = _job_functions.get(job)
+        if func is not None:
+            return func
+    try:
+        func = _loads(payload)
+    except Exception as exc:
+        return _Unloadable(exc)
+    if job is not None:
         if len(_job_functions) >= _JOB_FUNCTIONS_MAX:
-            for old in list(_job_functions)[:_JOB_FUNCTIONS_MAX // 2]:  # jobs only grow
+            for old in list(_job_functions)[:_JOB_FUNCTIONS_MAX // 2]:  # oldest first
                 del _job_functions[old]
         _job_functions[job] = func
     return func

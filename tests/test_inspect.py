@@ -442,3 +442,24 @@ def test_frame_divergence_between_loads_and_load(tmp_path):
             assert any("os.system" in f.message for f in as_file.findings)
         with pytest.raises(marinade.RestrictedError, match="FRAME"):
             marinade.loads(path.read_bytes(), allow=["os.system", "posix.system"])
+
+
+def test_cli_key_file_problems_name_the_key_file(tmp_path):
+    signed = tmp_path / "signed.pkl"
+    binary_key = b"\x00binary key ending in a newline byte\n"
+    signed.write_bytes(marinade.dumps([1], key=binary_key))
+    key = tmp_path / "key.bin"
+    key.write_bytes(binary_key)  # the bytes as they are, trailing newline included
+    assert _cli("--key-file", str(key), str(signed)).returncode == 0
+    text_signed = tmp_path / "text-signed.pkl"
+    text_signed.write_bytes(marinade.dumps([2], key=b"text key"))
+    text_key = tmp_path / "key.txt"
+    text_key.write_bytes(b"text key\n")  # the line end an editor leaves
+    assert _cli("--key-file", str(text_key), str(text_signed)).returncode == 0
+    missing = _cli("--key-file", str(tmp_path / "nope"), str(signed))
+    assert missing.returncode == 2 and b"key file" in missing.stderr
+    assert b"nope" in missing.stderr and b"signed.pkl" not in missing.stderr
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"")
+    result = _cli("--json", "--key-file", str(empty), str(signed))
+    assert result.returncode == 2 and "is empty" in json.loads(result.stdout)["error"]

@@ -74,10 +74,19 @@ def run_inspect(args: argparse.Namespace) -> int:
     from .safety.inspect import inspect
 
     key = None
-    try:
-        if args.key_file:
+    if args.key_file:
+        try:
             with open(args.key_file, "rb") as f:
-                key = f.read().strip()
+                raw = f.read()
+        except OSError as exc:
+            return _fail(args, f"cannot read key file {args.key_file}: {exc.strerror or exc}",
+                         EXIT_UNREADABLE)
+        if not raw:
+            return _fail(args, f"key file {args.key_file} is empty", EXIT_UNREADABLE)
+        # The bytes as they are (a binary key may end in a newline byte),
+        # then without the line end a text editor leaves.
+        key = [raw] if raw.strip() in (raw, b"") else [raw, raw.strip()]
+    try:
         if args.file == "-":
             report = inspect(sys.stdin.buffer, key=key)
         else:

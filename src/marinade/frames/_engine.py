@@ -65,7 +65,10 @@ def _objects(address: int, count: int) -> list:
 
 
 def _object_at(pointer: int | None) -> object:
-    return NULL if pointer is None else ctypes.cast(pointer, _py_object).value
+    # The pointer's bytes read as an object reference. (Not ctypes.cast: a
+    # foreign function call, which turns a RecursionError raised in it, deep
+    # in a long ``yield from`` chain, into a ctypes.ArgumentError.)
+    return NULL if pointer is None else _py_object.from_buffer(_Ptr(pointer)).value
 
 
 class Engine:

@@ -524,6 +524,10 @@ def test_async_generator_mid_iteration_is_refused():
     pending.send(None)  # now waiting at the await, inside asend()
     with pytest.raises(marinade.PicklingError, match="middle of an iteration"):
         marinade.dumps(agen)
+    # Deep in a payload, the refusal says where the object sits.
+    with pytest.raises(marinade.PicklingError,
+                       match=r"obj\['jobs'\]\[0\] -> async_generator: .*middle of an iteration"):
+        marinade.dumps({"jobs": [agen]})
     with pytest.raises(StopIteration):
         pending.send(None)
 

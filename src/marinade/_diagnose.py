@@ -263,3 +263,18 @@ def explain_failure(obj, exc, pickler_cls, protocol) -> str:
         return f"cannot pickle {_type_name(obj)} object: {exc}"
     path, culprit, error = found
     return f"cannot pickle {path} -> {_type_name(culprit)}: {error}"
+
+
+def locate_refusal(obj, exc, pickler_cls, protocol) -> str | None:
+    """The message of marinade's own refusal ``exc`` with the path to the
+    refused object (``cannot pickle obj['jobs'][0] -> async_generator: ...``),
+    or None when that is the root object or cannot be found again."""
+    try:
+        found = find_culprit(obj, pickler_cls, protocol)
+    except Exception:  # noqa: BLE001 - the diagnosis must never hide the real error
+        return None
+    if found is None or found[0] == "obj":
+        return None
+    path, culprit, error = found
+    return f"cannot pickle {path} -> {_type_name(culprit)}: {error}"
+

@@ -319,8 +319,11 @@ class Pickler(pickle.Pickler):
                 "recursion too deep while pickling: the object graph is nested too deeply "
                 "(raise sys.setrecursionlimit) or a __reduce__ returns itself"
             ) from exc
-        except PicklingError:
-            raise
+        except PicklingError as exc:  # marinade's own refusal: say where the object is
+            message = _diagnose.locate_refusal(obj, exc, type(self), self._protocol)
+            if message is None:
+                raise
+            raise pickling_error(message, exc) from exc
         except _diagnose.PICKLING_FAILURES as exc:
             raise pickling_error(_diagnose.explain_failure(obj, exc, type(self),
                                                            self._protocol), exc) from exc

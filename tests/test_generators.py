@@ -603,6 +603,8 @@ def test_other_python_version_is_refused(tmp_path, by_value):
     out = run_roundtrip(tmp_path, producer, consumer, consumer_python=PY[other])
     here = "{}.{}".format(*sys.version_info[:2])
     assert f"CPython {here}" in out and f"3.{other}" in out, out
+    if by_value:  # portable=True is advised for functions, not for a paused generator
+        assert "only resumes on the version that paused it" in out, out
 
 
 # -- in-process checks: refusals when pickling --------------------------------

@@ -23,7 +23,9 @@ def _version_error(tag):
         f"this payload holds code compiled by CPython {tag // 256}.{tag % 256} and cannot "
         f"run on CPython {sys.version_info[0]}.{sys.version_info[1]}: bytecode differs between "
         f"versions. Load it with CPython {tag // 256}.{tag % 256}, or make it with "
-        f"marinade.dumps(obj, portable=True) to load it on any supported version."
+        f"marinade.dumps(obj, portable=True) to load it on any supported version "
+        f"(functions and classes; a suspended generator or coroutine only resumes on the "
+        f"version that paused it)."
     )
 
 

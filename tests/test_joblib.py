@@ -43,8 +43,21 @@ if __name__ == "__main__":
 
 ''' + indented(FRAMEWORK_OBJECTS) + r'''
 
+    class Oops(Exception):
+        pass
+
+    def fail(x):
+        raise Oops(x)
+
     out = {"parent": os.getpid()}
     with Parallel(n_jobs=2, backend="loky") as run:
+        # Results come back with cloudpickle: still this process's classes.
+        points = run(delayed(wrap(lambda i: Point(i, 0)))(i) for i in range(2))
+        out["result_class"] = [type(p) is Point and p.x == i for i, p in enumerate(points)]
+        try:
+            run(delayed(wrap(fail))(i) for i in range(1))
+        except Oops as exc:
+            out["caught"] = str(exc)
         out["closure"] = run(delayed(wrap(lambda x: x + base))(i) for i in range(4))
         out["instances"] = run(delayed(wrap(lambda p: [type(p.moved(1)) is type(p), p.moved(1).x]))(
             wrap(Point(i, 0))) for i in range(3))
@@ -66,6 +79,8 @@ def test_wrapped_code_through_joblib_loky_without_marinade(tmp_path):
                       env={"PYTHONPATH": hidden_marinade_path(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["result_class"] == [True, True]
+    assert out["caught"] == "0"
     assert out["closure"] == [100, 101, 102, 103]
     assert out["instances"] == [[True, 1], [True, 2], [True, 3]]
     assert out["local_class"] == [["make_local.<locals>.Local", "hello"]] * 2

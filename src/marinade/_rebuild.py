@@ -230,7 +230,32 @@ def rebuild_class(metaclass, name, bases, namespace, key, kwds=None):
             keys[cls] = key
         reg.by_value.add(cls)
         reg.fresh.add(cls)
+        _tell_cloudpickle(cls, key)
         return cls
+
+
+def _tell_cloudpickle(cls, key):
+    """Give ``cls`` the cloudpickle class-tracker id ``marinade:<key>``, if
+    cloudpickle is loaded here.
+
+    A framework that ships with cloudpickle (joblib, Dask) sends results back
+    that way: the class of a result then carries this id, which the process
+    that sent the class with marinade maps to its own class (it registered the
+    same id), so ``type(result) is Point`` and ``except MyError`` hold there.
+    """
+    module = sys.modules.get("cloudpickle.cloudpickle")
+    by_id = getattr(module, "_DYNAMIC_CLASS_TRACKER_BY_ID", None)
+    by_class = getattr(module, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    lock = getattr(module, "_DYNAMIC_CLASS_TRACKER_LOCK", None)
+    if by_id is None or by_class is None or lock is None:
+        return
+    tracker_id = "marinade:" + key
+    try:
+        with lock:
+            by_id.setdefault(tracker_id, cls)
+            by_class.setdefault(cls, tracker_id)  # (keeps an id cloudpickle gave it)
+    except TypeError:  # not the mappings this was written for: leave them
+        pass
 
 
 def set_class_state(cls, state):

@@ -32,6 +32,7 @@ from weakref import WeakKeyDictionary
 from .. import _compat, _registry
 from .._lookup import lookup_by_reference
 from .._rebuild import (
+    _tell_cloudpickle,
     enum_member,
     load_code_table,
     rebuild_class,
@@ -422,6 +423,7 @@ def class_key(cls: type, batch: MethodBatch | None = None) -> str:
                 known = claim_key(base_key, cls)
                 if hasattr(reg, "keys"):
                     reg.keys[cls] = known
+                _tell_cloudpickle(cls, known)
     _keys[cls] = known
     return known
 

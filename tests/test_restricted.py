@@ -205,3 +205,46 @@ def test_malformed_input_is_one_error_with_an_offset():
     with pytest.raises(marinade.UnpicklingError) as info:
         marinade.loads(payload, allow=())
     assert info.value.offset is not None and info.value.__cause__ is not None
+
+
+# Hand-made payloads (protocol 2 opcodes) for the attacks below.
+def _glob(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _text(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+def _computed_dict(*pairs) -> bytes:
+    """``builtins.dict([(key, value), ...])``: keys the scan cannot read."""
+    out = _glob("builtins", "dict") + b"](" + b"".join(_text(k) + v + b"\x86" for k, v in pairs)
+    return out + b"e\x85R"
+
+
+def test_unsigned_payloads_cannot_swap_code_or_patch_allowed_globals(tmp_path):
+    marker = tmp_path / "ran"
+    source = f"def f(*a):\n    open({str(marker)!r}, 'w').write('ran')\n"
+    spec = (b"(J\x01\x00\x00\x00" + _text("f") + _text("<x>") + b"J\x01\x00\x00\x00"
+            + _text(source) + b"N))t")
+    # A Counter whose instance dict holds __new__ = a code maker; copyreg then
+    # calls it as if the Counter were a class; BUILD swaps a reconstructor's code.
+    code_swap = (
+        b"\x80\x02" + _glob("collections", "Counter") + b")Rq\x00"
+        + _computed_dict(("__new__", _glob("marinade._rebuild_portable", "code")),
+                         ("__init__", _glob("builtins", "slice")))
+        + b"b0" + _glob("copyreg", "_reconstructor") + spec + b"h\x00J\x00\x00\x00\x00\x87Rq\x01"
+        + b"0" + _glob("marinade._rebuild", "cell") + b"N" + _computed_dict(("__code__", b"h\x01"))
+        + b"\x86b)R.")
+    # Data-only payloads that would rewrite an allowed class for the whole process.
+    literal_patch = (b"\x80\x02" + _glob("collections", "Counter") + b"N}" + _text("most_common")
+                     + _glob("builtins", "slice") + b"s\x86b.")
+    computed_patch = (b"\x80\x02" + _glob("collections", "Counter") + b"N"
+                      + _computed_dict(("__init__", _glob("builtins", "slice"))) + b"\x86b.")
+    for payload in (code_swap, literal_patch, computed_patch):
+        assert marinade.inspect(payload).dangerous
+        with pytest.raises(marinade.RestrictedError):
+            marinade.loads(payload, allow=())
+    assert not marker.exists()
+    assert collections.Counter("aab").most_common(1) == [("a", 2)]

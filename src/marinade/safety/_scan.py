@@ -1807,7 +1807,13 @@ class Scanner:
         dict_state, slot_state = state, None
         if type(state) is Seq and state.type == "tuple" and state.count == 2:
             dict_state, slot_state = state.items
+        if type(inst) is Ref:
+            self.flag(_rules.DANGER, f"BUILD sets attributes of the global {inst.dotted}: "
+                      "it changes that object for the whole process", pos)
         for part in (dict_state, slot_state):
+            if type(part) is Obj or type(part) is OneOf or part is ELIDED:
+                self.flag(_rules.DANGER, f"BUILD with a state computed while loading "
+                          f"({_describe(part)}): inspection cannot tell what it sets", pos)
             if type(part) is not Map:
                 continue
             for key, value in part.entries.items():
@@ -2395,6 +2401,12 @@ def _h_new_generator(self: Scanner, func, args, pos):
 
 
 def _h_reconstructor(self: Scanner, func, args, pos):
+    # copyreg._reconstructor(cls, base, state) calls base.__new__ and base.__init__;
+    # __newobj__/__newobj_ex__ call cls.__new__: they must be named classes.
+    for what in args[:2] if func.dotted.endswith("_reconstructor") else args[:1]:
+        if type(what) is not Ref and type(what) is not ClassV:
+            self.flag(_rules.DANGER, f"{func.dotted} on {_describe(what)}, not a class: "
+                      "it calls that value's __new__/__init__", pos)
     return self._instance(args[0] if args else ELIDED, pos)
 
 

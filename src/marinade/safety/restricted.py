@@ -99,6 +99,9 @@ CODE_TOOLKIT = frozenset({
     "typing.ParamSpec", "typing.TypeVarTuple",
 })
 
+UNSIGNED_RECONSTRUCTORS = frozenset({"marinade._rebuild.traceback",
+                                     "marinade._rebuild.set_subclass_state"})
+
 _NEVER_IMPORT = frozenset({"antigravity", "this", "idlelib", "turtledemo", "turtle",
                            "tkinter", "pydoc_data"})
 
@@ -108,9 +111,9 @@ class Policy:
 
     def __init__(self, allow, signed: bool):
         self.signed = signed
-        self.exact: set[str] = set(DATA) | set(RECONSTRUCTORS)
+        self.exact: set[str] = set(DATA) | UNSIGNED_RECONSTRUCTORS
         if signed:
-            self.exact |= CODE_TOOLKIT
+            self.exact |= RECONSTRUCTORS | CODE_TOOLKIT
         self.prefixes: list[str] = []
         if allow is True:
             allow = ()

@@ -463,3 +463,55 @@ def test_cli_key_file_problems_name_the_key_file(tmp_path):
     empty.write_bytes(b"")
     result = _cli("--json", "--key-file", str(empty), str(signed))
     assert result.returncode == 2 and "is empty" in json.loads(result.stdout)["error"]
+
+
+def _op_glob(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _op_text(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + len(raw).to_bytes(4, "little") + raw
+
+
+def _op_call(func: bytes, *args: bytes) -> bytes:
+    return func + b"(" + b"".join(args) + b"tR"
+
+
+def test_calls_of_values_the_scan_cannot_name_are_dangerous():
+    # Each would run the command under pickle.loads: reflective lookups the
+    # scan has no model for, lookups past what it follows, lru_cache around a
+    # command. (Only inspected here.)
+    cmd = _op_text("true")
+    import_os = _op_call(_op_glob("importlib", "import_module"), _op_text("os"))
+    table = b"}(" + b"".join(b"J" + k.to_bytes(4, "little") + _op_glob("builtins", "str")
+                             for k in range(16))
+    table += b"J\x10\x00\x00\x00" + _op_glob("builtins", "getattr") + b"u"
+    pick = _op_call(_op_glob("operator", "getitem"), table,
+                    _op_call(_op_glob("builtins", "int"), _op_text("16")))
+    names = b"](" + import_os + b"".join(_op_text(n) for n in ["path", "os"] * 32)
+    names += _op_text("system") + b"e"
+    sneaky = {
+        "resolve_name": _op_call(_op_glob("pkgutil", "resolve_name"), _op_text("os:system")),
+        "getattr_static": _op_call(_op_glob("inspect", "getattr_static"), import_os,
+                                   _op_text("system")),
+        "object_getattribute": _op_call(_op_glob("builtins", "object.__getattribute__"),
+                                        import_os, _op_text("system")),
+        "lookup_of_17": _op_call(pick, import_os, _op_text("system")),
+        "reduce_of_66": _op_call(_op_glob("functools", "reduce"), _op_glob("builtins", "getattr"),
+                                 names),
+        "lru_cache": _op_call(_op_glob("functools", "lru_cache"), _op_glob("os", "system")),
+    }
+    for name, func in sneaky.items():
+        payload = b"\x80\x02" + _op_call(func, cmd) + b"."
+        assert marinade.inspect(payload).dangerous, name
+
+    # marinade's own lru_cache payloads stay clean.
+    import functools
+
+    @functools.lru_cache(maxsize=32)
+    def cached(n):
+        return n
+
+    for options in ({}, {"standalone": True}):
+        assert not marinade.inspect(marinade.dumps(cached, **options)).dangerous

@@ -1726,10 +1726,17 @@ class Scanner:
         if func is ELIDED:
             self._limit_used(pos)
             return Obj("result of an unknown call")
-        if kind is Obj or kind is CodeV or kind is CellV:
+        if kind is Obj and type(func.of) is Ref and func.of.dotted in _SAFE_DECORATOR_MAKERS:
+            # functools.lru_cache(maxsize)(function): wraps it, calls nothing.
             self._record_call(f"<{func.describe()}>", pos)
-            self.flag(_rules.WARNING, f"calls a value made while loading ({func.describe()})",
-                      pos)
+            return Obj(f"result of {func.describe()}")
+        if kind is Obj or kind is CodeV or kind is CellV:
+            # What the value is, the scan does not know (pkgutil.resolve_name
+            # and other reflective lookups return os.system as well as
+            # anything): failing closed, that call is the danger.
+            self._record_call(f"<{func.describe()}>", pos)
+            self.flag(_rules.DANGER, f"calls a value made while loading ({func.describe()}): "
+                      "inspection cannot tell what it runs", pos)
             return Obj(f"result of calling {func.describe()}")
         self.flag(_rules.WARNING, f"calls {_describe(func)}, which is not callable: loading "
                   "would fail here", pos)
@@ -2007,6 +2014,9 @@ def _h_getitem(self: Scanner, func, args, pos):
                 # marinade's standalone guard: {"CPython X.Y ... X.Y": marshal.loads}[...]
                 return Ref(value.dotted, tag=int(match[1]) * 256 + int(match[2]))
             return value
+        if len(values) > 16:  # beyond what the scan follows: fail closed
+            self.flag(_rules.DANGER, f"looks up one of {len(values)} dict values by a key "
+                      "computed while loading: too many to follow", pos)
         return OneOf(values[:16])
     if type(container) is Seq:
         if type(key) is int and -container.count <= key < container.count:
@@ -2071,6 +2081,9 @@ def _h_reduce(self: Scanner, func, args, pos):
     if items is None:
         return self._call(args[0], [ELIDED, ELIDED], None, pos)
     acc = args[2] if len(args) > 2 else (items[0] if items else ELIDED)
+    if len(items) > 64:  # beyond what the scan follows: fail closed
+        self.flag(_rules.DANGER, f"functools.reduce over {len(items)} items: too many "
+                  "to follow", pos)
     for item in items[(0 if len(args) > 2 else 1):64]:
         acc = self._call(args[0], [acc, item], None, pos)
     return acc
@@ -2490,6 +2503,20 @@ def _h_enum_member(self: Scanner, func, args, pos):
     return Obj("an enum member", args[0] if args else None)
 
 
+# Standard-library callables whose result is a decorator that only wraps
+# what it is given (marinade ships an lru_cache function as
+# ``functools.lru_cache(maxsize, typed)(function)``).
+_SAFE_DECORATOR_MAKERS = frozenset({"functools.lru_cache"})
+
+def _h_lru_cache(self: Scanner, func, args, pos):
+    """``functools.lru_cache(maxsize, typed)``: a decorator that only wraps;
+    ``functools.lru_cache(f)``: ``f`` itself, as far as calling it goes."""
+    first = args[0] if args else None
+    if first is None or type(first) is int:
+        return Obj("functools.lru_cache(...)", func)
+    return first
+
+
 _HANDLERS = {
     "builtins.getattr": _h_getattr,
     "dill._dill._get_attr": _h_getattr,
@@ -2505,6 +2532,7 @@ _HANDLERS = {
     "operator.call": _h_operator_call,
     "functools.partial": _h_partial,
     "functools.reduce": _h_reduce,
+    "functools.lru_cache": _h_lru_cache,
     "builtins.setattr": _h_setattr,
     "dill._dill._setattr": _h_setattr,
     "builtins.dict.update": _h_dict_update,

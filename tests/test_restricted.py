@@ -248,3 +248,35 @@ def test_unsigned_payloads_cannot_swap_code_or_patch_allowed_globals(tmp_path):
             marinade.loads(payload, allow=())
     assert not marker.exists()
     assert collections.Counter("aab").most_common(1) == [("a", 2)]
+
+
+def test_a_load_loop_over_a_file_ends_with_eoferror():
+    stream = io.BytesIO(pickle.dumps(1) + pickle.dumps([2]))
+    loaded = []
+    with pytest.raises(EOFError):
+        while True:
+            loaded.append(marinade.load(stream, allow=()))
+    assert loaded == [1, [2]]
+    with pytest.raises(marinade.UnpicklingError):  # garbage is not an end of stream
+        marinade.load(io.BytesIO(b"\xff"), allow=())
+
+
+def test_signed_restricted_loads_slotted_frozen_dataclasses(tmp_path):
+    out = run_roundtrip(tmp_path, """
+        import dataclasses, os, marinade
+
+        @dataclasses.dataclass(frozen=True, slots=True)
+        class Point:
+            x: int
+            y: int = 0
+
+        key = b"restricted-test-key-0123456789ab"
+        with open(os.environ["MARINADE_PAYLOAD"], "wb") as f:
+            f.write(marinade.dumps([Point(1, 2), Point(3)], key=key))
+    """, """
+        import os, marinade
+        data = open(os.environ["MARINADE_PAYLOAD"], "rb").read()
+        points = marinade.loads(data, key=b"restricted-test-key-0123456789ab", allow=())
+        print(points[0].x + points[1].x, type(points[0]).__name__)
+    """)
+    assert out == "4 Point"

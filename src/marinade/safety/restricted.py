@@ -88,6 +88,7 @@ CODE_TOOLKIT = frozenset({
     "builtins.len", "builtins.map", "builtins.zip", "abc.ABC", "abc.ABCMeta",
     "collections._tuplegetter", "_thread.get_ident", "dataclasses.Field",
     "dataclasses.FrozenInstanceError", "dataclasses._DataclassParams", "dataclasses._replace",
+    "dataclasses._dataclass_getstate", "dataclasses._dataclass_setstate",
     "dataclasses.KW_ONLY", "dataclasses._KW_ONLY_TYPE", "dataclasses.MISSING",
     "dataclasses._MISSING_TYPE", "dataclasses._HAS_DEFAULT_FACTORY_CLASS",
     "enum.Enum", "enum.IntEnum", "enum.StrEnum", "enum.Flag", "enum.IntFlag",
@@ -314,6 +315,10 @@ def load_checked(file, *, buffers=None, allow=None):
     source = _scan.Source(file=file, record=True, exact=not seekable)
     try:
         _scan_checked(source, policy, 0)
+    except UnpicklingError:
+        if not (source.record or source.buf):  # nothing left: the end of a pickle stream
+            raise EOFError("Ran out of input") from None
+        raise
     finally:
         source.unread()
     return _load(source.consumed(), policy, buffers, 0)

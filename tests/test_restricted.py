@@ -280,3 +280,30 @@ def test_signed_restricted_loads_slotted_frozen_dataclasses(tmp_path):
         print(points[0].x + points[1].x, type(points[0]).__name__)
     """)
     assert out == "4 Point"
+
+
+def test_memory_and_cpu_bombs_through_other_doors_are_refused():
+    def glob(module, name):
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+    big = b"J" + (10**8).to_bytes(4, "little")  # (small enough not to hurt if let through)
+    huge_range = glob("builtins", "range") + big + b"\x85R"
+    doors = {
+        "NEWOBJ": glob("builtins", "bytes") + big + b"\x85\x81",
+        "__newobj__": glob("copyreg", "__newobj__") + glob("builtins", "bytes") + big + b"\x86R",
+        "_reconstructor": glob("copyreg", "_reconstructor") + glob("builtins", "list")
+        + glob("builtins", "list") + huge_range + b"\x87R",
+        "array": glob("array", "array") + b"X\x01\x00\x00\x00q" + huge_range + b"\x86R",
+        "fraction": glob("fractions", "Fraction") + b"X\x0b\x00\x00\x001e1_000_000" + b"\x85R",
+    }
+    for name, body in doors.items():
+        with pytest.raises(marinade.RestrictedError, match="refused"):
+            marinade.loads(b"\x80\x02" + body + b".", allow=())
+        assert marinade.inspect(b"\x80\x02" + body + b".").findings is not None, name
+    # What plain pickle writes for these types still loads.
+    import array
+    import fractions
+
+    data = [array.array("q", [1, 2]), fractions.Fraction(1, 3), b"ab", collections.deque([1])]
+    assert marinade.loads(pickle.dumps(data, protocol=2), allow=()) == data
+    assert marinade.loads(pickle.dumps(data, protocol=5), allow=()) == data

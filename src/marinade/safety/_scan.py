@@ -1604,6 +1604,7 @@ class Scanner:
         args = self.pop()
         cls, start = self.pop_start()
         self._args(args, "NEWOBJ")
+        self._newobj_hook(cls, args, pos)
         self.push(self._result(self._instance(cls, pos), start), start)
 
     def op_NEWOBJ_EX(self, pos):
@@ -1611,7 +1612,15 @@ class Scanner:
         args = self.pop()
         cls, start = self.pop_start()
         self._args(args, "NEWOBJ_EX")
+        self._newobj_hook(cls, args, pos)
         self.push(self._result(self._instance(cls, pos), start), start)
+
+    def _newobj_hook(self, cls, args, pos) -> None:
+        """``cls.__new__(cls, *args)`` shown to restricted loading's checks as
+        ``copyreg.__newobj__(cls, *args)`` (``bytes.__new__(bytes, 10**12)``)."""
+        if self.call_hook is not None and type(cls) is Ref:
+            items = list(args.items) if type(args) is Seq else [args]
+            self.call_hook("copyreg.__newobj__", [cls, *items], self.base + pos)
 
     def op_PERSID(self, pos):
         self._read_line()

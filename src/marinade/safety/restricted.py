@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import pickle
+import re
 import sys
 import types
 from collections.abc import Iterable
@@ -183,16 +184,33 @@ def _refuse(message: str, offset: int | None) -> RestrictedError:
 _SIZED = frozenset({"builtins.bytes", "builtins.bytearray", "builtins.list", "builtins.tuple",
                     "builtins.set", "builtins.frozenset", "builtins.dict",
                     "collections.deque", "collections.OrderedDict", "collections.Counter",
-                    "builtins.dict.fromkeys"})
+                    "builtins.dict.fromkeys", "array.array"})
+# The same constructors reached through copyreg (``cls.__new__(cls, *args)``,
+# the NEWOBJ opcodes) take the class first (``_reconstructor``: class, base).
+_CLASS_FIRST = {"copyreg.__newobj__": 1, "copyreg.__newobj_ex__": 1,
+                "copyreg._reconstructor": 2}
+# Fraction("1e10000000") computes 10**10000000 (seconds of CPU per 40 bytes);
+# Fraction's own reduce writes "numerator/denominator", never an exponent.
+_FRACTION_EXPONENT = re.compile(r"[eE]\s*[-+]?\s*0*(\d{6,})")
 
 
 def _check_call(name: str, args: list, offset: int) -> None:
+    skip = _CLASS_FIRST.get(name)
+    if skip is not None and args and type(args[skip - 1]) is _scan.Ref:
+        name, args = _rules.canonical(args[skip - 1].dotted), args[skip:]
     if name in _SIZED:
         for arg in args:
+            if type(arg) is str and name == "array.array":
+                continue  # the type code
             if type(arg) is int or isinstance(arg, _scan.Node) and type(arg) not in (
                     _scan.Seq, _scan.Map, _scan.Blob):
                 raise _refuse(f"{name} called with {_scan._describe(arg)}: not plain data",
                               offset)
+    elif name == "fractions.Fraction":
+        for arg in args:
+            if type(arg) is str and _FRACTION_EXPONENT.search(arg.replace("_", "")):
+                raise _refuse("fractions.Fraction of a text with an exponent of 100,000 or "
+                              "more: it would take minutes to compute", offset)
 
 
 def check(scanner: _scan.Scanner, policy: Policy) -> None:

@@ -296,10 +296,14 @@ def test_memory_and_cpu_bombs_through_other_doors_are_refused():
         "array": glob("array", "array") + b"X\x01\x00\x00\x00q" + huge_range + b"\x86R",
         "fraction": glob("fractions", "Fraction") + b"X\x0b\x00\x00\x001e1_000_000" + b"\x85R",
     }
+    let_through = []
     for name, body in doors.items():
-        with pytest.raises(marinade.RestrictedError, match="refused"):
+        try:
             marinade.loads(b"\x80\x02" + body + b".", allow=())
-        assert marinade.inspect(b"\x80\x02" + body + b".").findings is not None, name
+        except marinade.RestrictedError:
+            continue
+        let_through.append(name)
+    assert let_through == []
     # What plain pickle writes for these types still loads.
     import array
     import fractions

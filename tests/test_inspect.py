@@ -505,6 +505,12 @@ def test_calls_of_values_the_scan_cannot_name_are_dangerous():
     for name, func in sneaky.items():
         payload = b"\x80\x02" + _op_call(func, cmd) + b"."
         assert marinade.inspect(payload).dangerous, name
+    # Standard-library functions that run a command under another name.
+    for module, name in [("imaplib", "IMAP4_stream"), ("cProfile", "run"), ("profile", "run"),
+                         ("uuid", "_get_command_stdout"),
+                         ("multiprocessing.util", "spawnv_passfds")]:
+        payload = b"\x80\x02" + _op_call(_op_glob(module, name), cmd) + b"."
+        assert marinade.inspect(payload).dangerous, name
 
     # marinade's own lru_cache payloads stay clean.
     import functools

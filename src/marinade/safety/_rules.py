@@ -106,6 +106,13 @@ _ATTRS: dict[str, dict[str, str]] = {
     "asyncio": {"create_subprocess_exec": "runs commands",
                 "create_subprocess_shell": "runs commands"},
     "io": {"open": "opens files", "FileIO": "opens files", "open_code": "opens files"},
+    # Standard-library functions that run a command or code under another name.
+    "imaplib": {"IMAP4_stream": "runs commands"},
+    "cProfile": {"run": "executes code strings", "runctx": "executes code strings"},
+    "profile": {"run": "executes code strings", "runctx": "executes code strings"},
+    "uuid": {"_get_command_stdout": "runs commands"},
+    "multiprocessing.util": {"spawnv_passfds": "runs commands"},
+    "pkgutil": {"resolve_name": "imports modules by name"},
     "gc": {"get_objects": "reaches every object", "get_referrers": "reaches every object",
            "get_referents": "reaches every object"},
 }

@@ -2517,6 +2517,7 @@ def _h_enum_member(self: Scanner, func, args, pos):
 # ``functools.lru_cache(maxsize, typed)(function)``).
 _SAFE_DECORATOR_MAKERS = frozenset({"functools.lru_cache"})
 
+
 def _h_lru_cache(self: Scanner, func, args, pos):
     """``functools.lru_cache(maxsize, typed)``: a decorator that only wraps;
     ``functools.lru_cache(f)``: ``f`` itself, as far as calling it goes."""

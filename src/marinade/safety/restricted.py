@@ -191,12 +191,12 @@ _CLASS_FIRST = {"copyreg.__newobj__": 1, "copyreg.__newobj_ex__": 1,
                 "copyreg._reconstructor": 2}
 # Fraction("1e10000000") computes 10**10000000 (seconds of CPU per 40 bytes);
 # Fraction's own reduce writes "numerator/denominator", never an exponent.
-_FRACTION_EXPONENT = re.compile(r"[eE]\s*[-+]?\s*0*(\d{6,})")
+_FRACTION_EXPONENT = re.compile(r"[eE]\s*[-+]?\s*0*[1-9]\d{5,}")
 
 
 def _check_call(name: str, args: list, offset: int) -> None:
     skip = _CLASS_FIRST.get(name)
-    if skip is not None and args and type(args[skip - 1]) is _scan.Ref:
+    if skip is not None and len(args) >= skip and type(args[skip - 1]) is _scan.Ref:
         name, args = _rules.canonical(args[skip - 1].dotted), args[skip:]
     if name in _SIZED:
         for arg in args:

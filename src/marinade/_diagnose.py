@@ -253,28 +253,29 @@ def find_culprit(obj, pickler_cls, protocol, root_name="obj"):
     return path, obj, error
 
 
+def _culprit_message(obj, pickler_cls, protocol, *, below_root: bool) -> str | None:
+    """``cannot pickle <path> -> <type>: <error>`` for the innermost failing
+    object, or None if none is found (or, ``below_root``, it is ``obj``)."""
+    try:
+        found = find_culprit(obj, pickler_cls, protocol)
+    except Exception:  # noqa: BLE001 - the diagnosis must never hide the real error
+        return None
+    if found is None or (below_root and found[0] == "obj"):
+        return None
+    path, culprit, error = found
+    return f"cannot pickle {path} -> {_type_name(culprit)}: {error}"
+
+
 def explain_failure(obj, exc, pickler_cls, protocol) -> str:
     """Message for a failed dump of ``obj``: the path to the culprit and its type."""
-    try:
-        found = find_culprit(obj, pickler_cls, protocol)
-    except Exception:  # noqa: BLE001 - the diagnosis must never hide the real error
-        found = None
-    if found is None:
+    message = _culprit_message(obj, pickler_cls, protocol, below_root=False)
+    if message is None:
         return f"cannot pickle {_type_name(obj)} object: {exc}"
-    path, culprit, error = found
-    return f"cannot pickle {path} -> {_type_name(culprit)}: {error}"
+    return message
 
 
-def locate_refusal(obj, exc, pickler_cls, protocol) -> str | None:
-    """The message of marinade's own refusal ``exc`` with the path to the
-    refused object (``cannot pickle obj['jobs'][0] -> async_generator: ...``),
-    or None when that is the root object or cannot be found again."""
-    try:
-        found = find_culprit(obj, pickler_cls, protocol)
-    except Exception:  # noqa: BLE001 - the diagnosis must never hide the real error
-        return None
-    if found is None or found[0] == "obj":
-        return None
-    path, culprit, error = found
-    return f"cannot pickle {path} -> {_type_name(culprit)}: {error}"
-
+def locate_refusal(obj, pickler_cls, protocol) -> str | None:
+    """The message of marinade's own refusal of a part of ``obj``, with the
+    path to it (``cannot pickle obj['jobs'][0] -> async_generator: ...``), or
+    None when that is ``obj`` itself or cannot be found again."""
+    return _culprit_message(obj, pickler_cls, protocol, below_root=True)

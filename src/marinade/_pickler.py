@@ -320,7 +320,7 @@ class Pickler(pickle.Pickler):
                 "(raise sys.setrecursionlimit) or a __reduce__ returns itself"
             ) from exc
         except PicklingError as exc:  # marinade's own refusal: say where the object is
-            message = _diagnose.locate_refusal(obj, exc, type(self), self._protocol)
+            message = _diagnose.locate_refusal(obj, type(self), self._protocol)
             if message is None:
                 raise
             raise pickling_error(message, exc) from exc

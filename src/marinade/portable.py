@@ -741,7 +741,6 @@ def portable_class_key(cls: type) -> str:
         known = _portable_keys.get(cls)
         if known is None:
             known = _portable_keys[cls] = claim_key(base_key, cls)
-            _rebuild._tell_cloudpickle(cls, known)
     return known
 
 

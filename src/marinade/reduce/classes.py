@@ -319,8 +319,9 @@ def claim_key(base_key: str, obj, *, by_value: bool = True) -> str:
     A look-alike object (a factory making identical definitions) may hold
     ``base_key``, or (a class) have held it: then the next free
     ``base_key~N``. A payload
-    loaded where it was made gives ``obj`` itself back. Call with
-    ``_registry.lock`` held.
+    loaded where it was made gives ``obj`` itself back. A class (``by_value``)
+    also gets its cloudpickle class-tracker id, as where it loads (see
+    ``_rebuild._tell_cloudpickle``). Call with ``_registry.lock`` held.
     """
     reg = _registry
     known, number = base_key, 1
@@ -342,6 +343,7 @@ def claim_key(base_key: str, obj, *, by_value: bool = True) -> str:
     reg.classes[known] = obj
     if by_value:
         reg.by_value.add(obj)
+        _tell_cloudpickle(obj, known)
     return known
 
 
@@ -423,7 +425,6 @@ def class_key(cls: type, batch: MethodBatch | None = None) -> str:
                 known = claim_key(base_key, cls)
                 if hasattr(reg, "keys"):
                     reg.keys[cls] = known
-                _tell_cloudpickle(cls, known)
     _keys[cls] = known
     return known
 
